@@ -1,0 +1,43 @@
+/**
+ * Workspaces this process is responsible for, and the stage work still running. Whatever way the
+ * process ends (success, error, SIGINT, SIGTERM), the running work is first allowed to settle
+ * (its child processes are cancelled), then everything still listed here is unmounted and
+ * removed. A stage command that hands its workspace to the next stage lets go of it first.
+ */
+import { destroyWorkspace } from './workspace.js'
+
+const live = new Set<string>()
+const running = new Set<Promise<unknown>>()
+
+export function track(dir: string): void {
+  live.add(dir)
+}
+
+export function release(dir: string): void {
+  live.delete(dir)
+}
+
+export async function destroy(dir: string): Promise<void> {
+  await destroyWorkspace(dir)
+  live.delete(dir)
+}
+
+/** Note work in progress, so cleanup waits for it instead of racing it. */
+export function inFlight<T>(p: Promise<T>): Promise<T> {
+  running.add(p)
+  const done = (): void => void running.delete(p)
+  p.then(done, done)
+  return p
+}
+
+/** Let running work settle, then remove every workspace still held; report failures, go on. */
+export async function cleanupAll(onError: (e: Error) => void = () => {}): Promise<void> {
+  while (running.size) await Promise.allSettled([...running])
+  for (const dir of [...live].reverse()) {
+    try {
+      await destroy(dir)
+    } catch (e) {
+      onError(e as Error)
+    }
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * The command line: a thin layer over the library. It parses arguments, turns signals into an
+ * abort, prints what happened, and maps errors to one line and an exit code.
+ */
+import { parseArgs } from 'node:util'
+import { readFileSync } from 'node:fs'
+import { flatten, type FlattenResult } from './pipeline.js'
+import { Interrupted, isDflattenError } from './errors.js'
+import { runStageCommand, STAGE_COMMANDS } from './commands.js'
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
+  .version
+
+export const USAGE = `Usage: dflatten [options] IMAGE
+       dflatten STAGE [options]     (resolve | mount | diff | pack | load | cleanup)
+
+Loads a new image made of IMAGE's base layers plus ONE layer holding the difference, with
+IMAGE's config (env, cmd, entrypoint, user, labels, ports, volumes, healthcheck...) kept.
+
+Options:
+  -t, --tag NAME[:TAG]    name of the result (default: <repo>_flatten:<tag>)
+  -b, --base IMAGE        keep IMAGE's layers (an ancestor); 'scratch' squashes every layer
+                          (default: the nearest tagged ancestor)
+  -o, --original IMAGE    the image to flatten (same as the IMAGE argument)
+  -f, --force             allow the result to take the original's own name
+  -q, --quiet             print nothing but errors
+      --json              print the result as one JSON object on stdout
+  -h, --help              show this help
+  -V, --version           show the version
+
+Stages, to run one at a time and look between them (see 'dflatten STAGE --help'):
+  dflatten resolve IMAGE | dflatten mount | dflatten diff | dflatten pack | dflatten load
+
+Needs root, a local Docker daemon with the overlay2 storage driver, and rsync.`
+
+function mb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`
+}
+
+function short(id: string | null): string {
+  return id ? id.slice(7, 19) : '-'
+}
+
+export function report(r: FlattenResult): string {
+  const rows = [
+    ['source', r.source.ref, short(r.source.id), `${r.source.layers} layers`, mb(r.source.size)],
+    ['base', r.base.ref ?? 'scratch', short(r.base.id), `${r.base.layers} layers`, ''],
+    ['result', r.target, short(r.imageId), `${r.layers} layers`, mb(r.size)],
+  ]
+  const width = (i: number): number => Math.max(...rows.map((row) => row[i].length))
+  const lines = rows.map((row) => row.map((c, i) => c.padEnd(width(i))).join('  ').trimEnd())
+  const how = { flattened: 'flattened', cached: 'found from an earlier run (cache)', unchanged: 'no layers above the base: the original as is' }
+  lines.push(`${how[r.outcome]}: ${r.target} ${r.imageId}`)
+  return lines.join('\n')
+}
+
+/** Abort on SIGINT/SIGTERM; the run then cleans up and exits with 130/143. */
+let controller: AbortController | null = null
+
+export function abortOnSignals(): AbortController {
+  if (controller) return controller
+  const ac = (controller = new AbortController())
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (ac.signal.aborted) {
+      process.stderr.write(`dflatten: ${sig} again; still cleaning up mounts, please wait\n`)
+      return
+    }
+    ac.abort(sig)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  process.on('SIGHUP', onSignal)
+  return ac
+}
+
+export function fail(e: unknown): number {
+  const sig = controller?.signal
+  if (sig?.aborted && !(e instanceof Interrupted)) e = new Interrupted(String(sig.reason))
+  if (isDflattenError(e)) {
+    process.stderr.write(`dflatten: ${e.message}\n`)
+    return e.exitCode
+  }
+  const err = e as Error
+  process.stderr.write(`dflatten: internal error: ${err?.stack ?? String(e)}\n`)
+  return 70
+}
+
+async function mainFlatten(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      tag: { type: 'string', short: 't' },
+      base: { type: 'string', short: 'b' },
+      original: { type: 'string', short: 'o' },
+      force: { type: 'boolean', short: 'f' },
+      quiet: { type: 'boolean', short: 'q' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
+    },
+  })
+  if (values.help) {
+    process.stdout.write(USAGE + '\n')
+    return 0
+  }
+  if (values.version) {
+    process.stdout.write(`dflatten ${VERSION}\n`)
+    return 0
+  }
+  const images = [...(values.original ? [values.original] : []), ...positionals]
+  if (images.length !== 1) {
+    process.stderr.write(`dflatten: give exactly one image to flatten\n${USAGE}\n`)
+    return 2
+  }
+  const ac = abortOnSignals()
+  const quiet = values.quiet || values.json
+  const result = await flatten({
+    image: images[0],
+    base: values.base,
+    tag: values.tag,
+    force: values.force,
+    signal: ac.signal,
+    log: quiet ? undefined : (line) => process.stderr.write(`dflatten: ${line}\n`),
+  })
+  if (values.json) process.stdout.write(JSON.stringify(result) + '\n')
+  else if (!values.quiet) process.stdout.write(report(result) + '\n')
+  return 0
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    const [first, ...rest] = argv
+    if (first && STAGE_COMMANDS.includes(first)) return await runStageCommand(first, rest)
+    return await mainFlatten(argv)
+  } catch (e) {
+    if (e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`dflatten: ${e.message}\n`)
+      return 2
+    }
+    return fail(e)
+  }
+}

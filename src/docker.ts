@@ -1,0 +1,222 @@
+/**
+ * The one module that talks to Docker: the `docker` CLI through execa, and, for the kernel
+ * method, read-only looks into the daemon's own storage (image configs, layer metadata).
+ * Nothing here ever writes under the daemon's root.
+ */
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { access, readFile } from 'node:fs/promises'
+import { createGunzip } from 'node:zlib'
+import { createInterface } from 'node:readline'
+import type { Readable } from 'node:stream'
+import { execa, ExecaError } from 'execa'
+import { DflattenError } from './errors.js'
+
+export interface ImageInspect {
+  Id: string
+  RepoTags: string[] | null
+  RepoDigests: string[] | null
+  Created: string
+  Size: number
+  Os: string
+  Architecture: string
+  Variant?: string
+  Config: Record<string, unknown> | null
+  GraphDriver: { Name: string; Data: Record<string, string> | null }
+  RootFS: { Type: string; Layers?: string[] }
+}
+
+export interface DaemonInfo {
+  driver: string
+  dockerRoot: string
+  serverVersion: string
+  containerdStore: boolean
+  remote: boolean
+}
+
+const DOCKER = process.env.DFLATTEN_DOCKER ?? 'docker'
+
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim()
+}
+
+/** Run the docker CLI; turn its failures into one-line errors that say what was attempted. */
+export async function docker(args: string[], opts: { input?: string; signal?: AbortSignal } = {}): Promise<string> {
+  try {
+    const r = await execa(DOCKER, args, {
+      input: opts.input,
+      cancelSignal: opts.signal,
+      stripFinalNewline: true,
+      maxBuffer: 256 * 1024 * 1024,
+    })
+    return r.stdout
+  } catch (e) {
+    throw dockerError(args, e)
+  }
+}
+
+function dockerError(args: string[], e: unknown): Error {
+  if (e instanceof ExecaError) {
+    if (e.isCanceled) return e
+    if ((e as { code?: string }).code === 'ENOENT') {
+      return new DflattenError('the docker CLI is not installed (or not on PATH)')
+    }
+    const stderr = oneLine(String(e.stderr ?? ''))
+    if (/Cannot connect to the Docker daemon|Is the docker daemon running|connect: no such file/i.test(stderr)) {
+      return new DflattenError(`the Docker daemon is not reachable: ${stderr}`)
+    }
+    if (/permission denied.*docker/i.test(stderr)) {
+      return new DflattenError(`not allowed to talk to the Docker daemon: ${stderr}`)
+    }
+    return new DflattenError(`docker ${args[0]} failed: ${stderr || e.shortMessage}`)
+  }
+  return e as Error
+}
+
+export async function daemonInfo(): Promise<DaemonInfo> {
+  const out = await docker(['info', '--format', '{{json .}}'])
+  const info = JSON.parse(out) as {
+    Driver: string
+    DockerRootDir: string
+    ServerVersion: string
+    DriverStatus?: Array<[string, string]>
+    ServerErrors?: string[]
+  }
+  if (info.ServerErrors?.length) {
+    throw new DflattenError(`the Docker daemon is not reachable: ${oneLine(info.ServerErrors.join('; '))}`)
+  }
+  const host = process.env.DOCKER_HOST ?? ''
+  return {
+    driver: info.Driver,
+    dockerRoot: info.DockerRootDir,
+    serverVersion: info.ServerVersion,
+    containerdStore: (info.DriverStatus ?? []).some(([k]) => k === 'driver-type') || info.Driver.includes('snapshotter'),
+    remote: host !== '' && !host.startsWith('unix://'),
+  }
+}
+
+/** Inspect images; a missing one is reported by name. */
+export async function inspectImages(refs: string[]): Promise<ImageInspect[]> {
+  if (refs.length === 0) return []
+  try {
+    const out = await execa(DOCKER, ['image', 'inspect', ...refs], { maxBuffer: 1024 * 1024 * 1024 })
+    return JSON.parse(out.stdout) as ImageInspect[]
+  } catch (e) {
+    if (e instanceof ExecaError) {
+      const m = /No such image:\s*(\S+?):?\s*$/im.exec(String(e.stderr))
+      if (m) throw new DflattenError(`image not found: ${m[1]}`)
+    }
+    throw dockerError(['image', 'inspect'], e)
+  }
+}
+
+export async function inspectImage(ref: string): Promise<ImageInspect> {
+  const [img] = await inspectImages([ref])
+  return img
+}
+
+/** Like inspectImage, but a missing image gives null instead of an error. */
+export async function findImage(ref: string): Promise<ImageInspect | null> {
+  try {
+    return await inspectImage(ref)
+  } catch (e) {
+    if (e instanceof DflattenError && e.message.startsWith('image not found')) return null
+    throw e
+  }
+}
+
+/** Every local image that has at least one tag, with its inspect data. */
+export async function taggedImages(): Promise<ImageInspect[]> {
+  const out = await docker(['image', 'ls', '--no-trunc', '--format', '{{.ID}}'])
+  const ids = [...new Set(out.split('\n').filter(Boolean))]
+  const images = await inspectImages(ids)
+  return images.filter((i) => (i.RepoTags ?? []).length > 0)
+}
+
+/** Every local image, tagged or not (for the cache lookup). */
+export async function allImages(): Promise<ImageInspect[]> {
+  const out = await docker(['image', 'ls', '--all', '--no-trunc', '--format', '{{.ID}}'])
+  const ids = [...new Set(out.split('\n').filter(Boolean))]
+  return inspectImages(ids)
+}
+
+export async function tagImage(id: string, ref: string): Promise<void> {
+  await docker(['tag', id, ref])
+}
+
+/**
+ * The raw image config JSON as the classic store keeps it. The image id is its sha256, which is
+ * checked, so what we read is exactly what the daemon holds.
+ */
+export async function readImageConfig(info: DaemonInfo, id: string): Promise<string> {
+  const hex = id.replace(/^sha256:/, '')
+  const path = `${info.dockerRoot}/image/${info.driver}/imagedb/content/sha256/${hex}`
+  let raw: string
+  try {
+    raw = await readFile(path, 'utf8')
+  } catch {
+    throw new DflattenError(`cannot read the config of image ${id.slice(0, 19)} at ${path}`)
+  }
+  const digest = 'sha256:' + createHash('sha256').update(raw).digest('hex')
+  if (digest !== id) throw new DflattenError(`the stored config of ${id} does not match its id`)
+  return raw
+}
+
+/** Docker's chain ids: the identity of a layer together with everything below it. */
+export function chainIds(diffIds: string[]): string[] {
+  const out: string[] = []
+  for (const d of diffIds) {
+    const prev = out[out.length - 1]
+    out.push(prev ? 'sha256:' + createHash('sha256').update(`${prev} ${d}`).digest('hex') : d)
+  }
+  return out
+}
+
+/**
+ * The byte size of a classic-store layer's tar, which the daemon does not record directly but can
+ * be summed from its tar-split metadata (raw header segments plus file payload sizes). The OCI
+ * manifest needs it for the base layers' descriptors.
+ */
+export async function layerTarSize(info: DaemonInfo, chainId: string): Promise<number | null> {
+  const path = `${info.dockerRoot}/image/${info.driver}/layerdb/sha256/${chainId.replace(/^sha256:/, '')}/tar-split.json.gz`
+  try {
+    await access(path)
+  } catch {
+    return null
+  }
+  const input: Readable = createReadStream(path).pipe(createGunzip())
+  let total = 0
+  const lines = createInterface({ input, crlfDelay: Infinity })
+  for await (const line of lines) {
+    if (!line) continue
+    const rec = JSON.parse(line) as { type: number; size?: number; payload?: string }
+    if (rec.type === 1 && rec.payload) total += Buffer.from(rec.payload, 'base64').length
+    else if (rec.type === 2) total += rec.size ?? 0
+  }
+  return total
+}
+
+/** What `docker load` printed about the image it loaded. */
+export interface LoadOutput {
+  tags: string[]
+  ids: string[]
+}
+
+export function parseLoadOutput(out: string): LoadOutput {
+  const tags: string[] = []
+  const ids: string[] = []
+  for (const line of out.split('\n')) {
+    const t = /^Loaded image: (.+)$/.exec(line.trim())
+    if (t) tags.push(t[1])
+    const i = /^Loaded image ID: (sha256:[0-9a-f]{64})$/.exec(line.trim())
+    if (i) ids.push(i[1])
+  }
+  return { tags, ids }
+}
+
+/** A `docker load` child reading an archive on stdin. */
+export function dockerLoad(signal?: AbortSignal) {
+  return execa(DOCKER, ['load'], { stdin: 'pipe', cancelSignal: signal, stripFinalNewline: true })
+}
+
+export { dockerError }

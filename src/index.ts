@@ -1,0 +1,12 @@
+/** dflatten as a library: `import { flatten } from 'dflatten'`. */
+export { flatten, findCached, pumpAll, type FlattenOptions, type FlattenResult } from './pipeline.js'
+export { resolve, resolveStage, nearestTaggedAncestor, type ResolveOptions } from './stages/resolve.js'
+export { mount, mountStage } from './stages/mount.js'
+export { diff, diffStage } from './stages/diff.js'
+export { pack, packStage, upperDirEntries, flattenedConfig, type PackOptions, type PackResult } from './stages/pack.js'
+export { loadStage, type LoadOptions } from './stages/load.js'
+export { layerSize, layerStream, encodeHeader, imageArchive, stableJson } from './archive.js'
+export type { LayerEntry, EntryKind } from './entry.js'
+export type { Plan, Mounted, Diffed, DiffSummary, StageDoc } from './plan.js'
+export { DflattenError, Interrupted } from './errors.js'
+export { cleanupAll } from './cleanup.js'

@@ -1,0 +1,153 @@
+/**
+ * The whole flatten, wired from the stages with pump:
+ *
+ *   resolve -> mount -> diff -> pack -> load
+ *   (plan)    (mounts) (upper dir) (archive bytes) (docker load)
+ *
+ * The first three pass small documents; pack streams the image archive straight into
+ * `docker load`'s stdin, so no tarball is ever written to disk.
+ */
+import { Readable, type Writable } from 'node:stream'
+import pump from 'pump'
+import { resolve, type ResolveOptions } from './stages/resolve.js'
+import { mountStage } from './stages/mount.js'
+import { diffStage } from './stages/diff.js'
+import { packStage, type PackResult } from './stages/pack.js'
+import { loadStage } from './stages/load.js'
+import { allImages, findImage, readImageConfig, tagImage } from './docker.js'
+import { cleanupAll } from './cleanup.js'
+import { DflattenError, Interrupted } from './errors.js'
+import type { Diffed, DiffSummary, Plan } from './plan.js'
+import through2 from 'through2'
+
+export interface FlattenOptions extends ResolveOptions {
+  /** Abort the run: child processes are stopped, mounts and temp dirs removed. */
+  signal?: AbortSignal
+  /** Progress lines for a human. */
+  log?: (line: string) => void
+}
+
+export interface FlattenResult {
+  source: { ref: string; id: string; layers: number; size: number }
+  base: { ref: string | null; id: string | null; layers: number }
+  target: string
+  imageId: string
+  layers: number
+  size: number
+  /** How the result came about: built now, found from an earlier run, or the original as is. */
+  outcome: 'flattened' | 'cached' | 'unchanged'
+  diff?: DiffSummary
+  layerBytes?: number
+}
+
+/** Run streams end to end; reject with the first error, after every stream is torn down. */
+export function pumpAll(streams: Array<NodeJS.ReadableStream | NodeJS.WritableStream>, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const onAbort = (): void => {
+      const first = streams[0] as Readable
+      first.destroy(new Interrupted(String(signal?.reason ?? 'signal')))
+    }
+    if (signal?.aborted) return reject(new Interrupted(String(signal.reason)))
+    signal?.addEventListener('abort', onAbort, { once: true })
+    pump(...(streams as [NodeJS.ReadableStream, NodeJS.WritableStream]), (err?: Error) => {
+      signal?.removeEventListener('abort', onAbort)
+      if (err) reject(err)
+      else resolvePromise()
+    })
+  })
+}
+
+/** An earlier result of this same flatten, found by the marker in its last history entry. */
+export async function findCached(plan: Plan): Promise<string | null> {
+  const want = plan.base.layers
+  for (const img of await allImages()) {
+    const layers = img.RootFS.Layers ?? []
+    if (layers.length !== want.length + 1 || img.Created !== plan.source.created) continue
+    if (!want.every((d, i) => layers[i] === d)) continue
+    const config = JSON.parse(await readImageConfig(plan.daemon, img.Id)) as { history?: Array<{ comment?: string }> }
+    if (config.history?.at(-1)?.comment === plan.marker) return img.Id
+  }
+  return null
+}
+
+function summary(plan: Plan): Pick<FlattenResult, 'source' | 'base' | 'target'> {
+  return {
+    source: { ref: plan.source.ref, id: plan.source.id, layers: plan.source.layers.length, size: plan.source.size },
+    base: { ref: plan.base.ref, id: plan.base.id, layers: plan.base.layers.length },
+    target: plan.target,
+  }
+}
+
+async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome']): Promise<FlattenResult> {
+  const current = await findImage(plan.target)
+  if (current?.Id !== id) await tagImage(id, plan.target)
+  const img = await findImage(plan.target)
+  if (!img) throw new DflattenError(`tagging ${plan.target} failed`)
+  return { ...summary(plan), imageId: id, layers: img.RootFS.Layers?.length ?? 0, size: img.Size, outcome }
+}
+
+/**
+ * Flatten `opts.image` onto its base and load the result. Resolves with what was done; rejects
+ * with a DflattenError (one line for the user) or Interrupted. Nothing is left mounted either way.
+ */
+export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
+  const log = opts.log ?? (() => {})
+  try {
+    const plan = await resolve(opts)
+    opts.signal?.throwIfAborted()
+    const above = plan.source.layers.length - plan.base.layers.length
+    log(
+      `flattening ${plan.source.ref} (${plan.source.layers.length} layers) onto ` +
+        (plan.base.ref ? `${plan.base.ref} (${plan.base.layers.length} layers)` : 'scratch: no tagged ancestor, squashing every layer'),
+    )
+    if (above === 0) {
+      log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
+      return await tagged(plan, plan.source.id, 'unchanged')
+    }
+    const cached = await findCached(plan)
+    if (cached) {
+      log(`already flattened earlier: ${cached.slice(7, 19)}`)
+      return await tagged(plan, cached, 'cached')
+    }
+    return await run(plan, opts, log)
+  } catch (e) {
+    if (opts.signal?.aborted && !(e instanceof Interrupted)) throw new Interrupted(String(opts.signal.reason))
+    throw e
+  } finally {
+    await cleanupAll((e) => log(`cleanup: ${e.message}`))
+  }
+}
+
+async function run(plan: Plan, opts: FlattenOptions, log: (l: string) => void): Promise<FlattenResult> {
+  let diff: DiffSummary | undefined
+  let packed: PackResult | undefined
+  const ctx = { signal: opts.signal }
+  const peek = through2.obj((doc: Diffed, _enc, cb) => {
+    diff = doc.diff
+    log(`difference: ${doc.diff.changed} entries added or changed, ${doc.diff.deleted} deleted, ${doc.diff.bytes} bytes`)
+    cb(null, doc)
+  })
+  const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [
+    Readable.from([plan]),
+    mountStage(ctx),
+    diffStage(ctx),
+    peek,
+    packStage({ onDone: (r) => (packed = r) }),
+    loadStage({ signal: opts.signal }) as Writable,
+  ]
+  await pumpAll(stages, opts.signal)
+  if (!packed) throw new DflattenError('the archive was not completed')
+  const img = await findImage(plan.target)
+  if (img?.Id !== packed.imageId) {
+    throw new DflattenError(`docker load did not give ${plan.target} the expected id ${packed.imageId}`)
+  }
+  return {
+    ...summary(plan),
+    imageId: img.Id,
+    layers: img.RootFS.Layers?.length ?? 0,
+    size: img.Size,
+    outcome: 'flattened',
+    diff,
+    layerBytes: packed.layerSize,
+  }
+}

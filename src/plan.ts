@@ -1,0 +1,90 @@
+/**
+ * The documents the stages hand each other. In one process they flow through object-mode
+ * streams; between stage commands (`dflatten resolve | dflatten mount | ...`) they travel as one
+ * JSON document each, versioned, so a stage fed the wrong thing can say what it wanted.
+ */
+import type { LayerDescriptor } from './archive.js'
+import type { DaemonInfo } from './docker.js'
+import type { Workspace } from './workspace.js'
+import { DflattenError } from './errors.js'
+
+export const DOC_VERSION = 1
+
+export interface ImageSide {
+  /** As the user named it (or the tag dflatten picked), null for `scratch`. */
+  ref: string | null
+  id: string | null
+  /** Diff ids, base first. */
+  layers: string[]
+}
+
+export interface Plan {
+  dflatten: 'plan'
+  version: typeof DOC_VERSION
+  method: 'overlay-copy'
+  daemon: DaemonInfo
+  source: ImageSide & { ref: string; id: string; created: string; size: number }
+  base: ImageSide & { history: unknown[] }
+  /** Every layer's diff dir on the host, base first, one per `source.layers`. */
+  layerDirs: string[]
+  /** The base's layers as the daemon stores them, for the archive's manifest. */
+  baseDescriptors: LayerDescriptor[]
+  /** The original's config, parsed from the exact bytes the daemon holds. */
+  config: Record<string, unknown>
+  target: string
+  /** Written into the new history entry; finds this flatten again (the cache). */
+  marker: string
+}
+
+export interface Mounted extends Omit<Plan, 'dflatten'> {
+  dflatten: 'mounted'
+  workspace: Workspace
+}
+
+export interface DiffSummary {
+  /** Files, dirs, links... created or changed in the writable branch. */
+  changed: number
+  /** Paths the original deleted from the base. */
+  deleted: number
+  /** Content bytes that went into the writable branch. */
+  bytes: number
+}
+
+export interface Diffed extends Omit<Mounted, 'dflatten'> {
+  dflatten: 'diffed'
+  diff: DiffSummary
+}
+
+export type StageDoc = Plan | Mounted | Diffed
+export type DocKind = StageDoc['dflatten']
+
+const PRODUCER: Record<DocKind, string> = {
+  plan: 'dflatten resolve',
+  mounted: 'dflatten mount',
+  diffed: 'dflatten diff',
+}
+
+/** Check that `doc` is the document a stage expects; say which stage should have made it. */
+export function expectDoc<K extends DocKind>(doc: unknown, kind: K, stage: string): Extract<StageDoc, { dflatten: K }> {
+  const want = `${stage} reads the output of \`${PRODUCER[kind]}\``
+  if (!doc || typeof doc !== 'object' || !('dflatten' in doc)) {
+    throw new DflattenError(`${want}; its input is not a dflatten document`)
+  }
+  const d = doc as { dflatten: string; version?: number }
+  if (d.version !== DOC_VERSION) {
+    throw new DflattenError(`${want}; got document version ${String(d.version)}, this dflatten reads version ${DOC_VERSION}`)
+  }
+  if (d.dflatten !== kind) {
+    const from = PRODUCER[d.dflatten as DocKind] ?? 'something else'
+    throw new DflattenError(`${want}; got the output of \`${from}\``)
+  }
+  return doc as Extract<StageDoc, { dflatten: K }>
+}
+
+export function parseDoc(text: string, stage: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new DflattenError(`${stage}: its input is not JSON (pipe the previous stage's output into it)`)
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Stage 5, load: stream the image archive into `docker load`. The daemon tags the image only
+ * once the whole archive has loaded, so a failed or interrupted load leaves no tag behind.
+ */
+import { Writable } from 'node:stream'
+import { dockerError, dockerLoad, parseLoadOutput, tagImage, type LoadOutput } from '../docker.js'
+import { DflattenError } from '../errors.js'
+
+export interface LoadOptions {
+  signal?: AbortSignal
+  /** Names to give the loaded image after it loaded (besides those inside the archive). */
+  tags?: string[]
+  onDone?: (result: LoadOutput) => void
+}
+
+/** A writable that is `docker load`'s stdin; it finishes when docker load has succeeded. */
+export function loadStage(opts: LoadOptions = {}): Writable {
+  const child = dockerLoad(opts.signal)
+  // Errors surface through `final` or `destroy`; an unhandled rejection must not crash us first.
+  const result = child.then(
+    (r) => ({ ok: true as const, stdout: String(r.stdout) }),
+    (e: unknown) => ({ ok: false as const, error: e }),
+  )
+  const stdin = child.stdin!
+  const failed = async (): Promise<Error> => {
+    const r = await result
+    return r.ok ? new DflattenError('docker load stopped reading its input') : dockerError(['load'], r.error)
+  }
+  stdin.on('error', () => {}) // EPIPE when docker load dies early: reported from its exit status
+
+  return new Writable({
+    highWaterMark: 1024 * 1024,
+    write(chunk: Buffer, _enc, cb) {
+      if (stdin.destroyed) {
+        failed().then(cb, cb)
+        return
+      }
+      if (stdin.write(chunk)) return cb()
+      // Wait for room, unless docker load exits first: then it will never drain.
+      let settled = false
+      const onDrain = (): void => {
+        if (settled) return
+        settled = true
+        cb()
+      }
+      stdin.once('drain', onDrain)
+      void result.then(() => {
+        if (settled) return
+        settled = true
+        stdin.off('drain', onDrain)
+        failed().then(cb, cb)
+      })
+    },
+    final(cb) {
+      stdin.end()
+      result
+        .then(async (r) => {
+          if (!r.ok) throw dockerError(['load'], r.error)
+          const out = parseLoadOutput(r.stdout)
+          const id = out.ids[0] ?? null
+          for (const tag of opts.tags ?? []) {
+            const subject = id ?? out.tags[0]
+            if (!subject) throw new DflattenError('docker load did not say what it loaded; cannot tag it')
+            await tagImage(subject, tag)
+          }
+          opts.onDone?.(out)
+        })
+        .then(() => cb(), (e: Error) => cb(e))
+    },
+    destroy(err, cb) {
+      if (!child.killed && child.exitCode === null) child.kill('SIGTERM')
+      result.then(() => cb(err), () => cb(err))
+    },
+  })
+}

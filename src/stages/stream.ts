@@ -1,0 +1,21 @@
+/**
+ * How a stage function becomes a stream stage: one document in, one document out, errors
+ * passed down the pipe so pump tears the whole pipeline down.
+ */
+import through2 from 'through2'
+import type { Transform } from 'node:stream'
+import { inFlight } from '../cleanup.js'
+
+export interface StageContext {
+  /** Cancels the stage's child processes (rsync, mount) when the run is interrupted. */
+  signal?: AbortSignal
+}
+
+export function objectStage<I, O>(fn: (input: I, ctx: StageContext) => Promise<O>, ctx: StageContext = {}): Transform {
+  return through2.obj(function (chunk: I, _enc, cb) {
+    inFlight(fn(chunk, ctx)).then(
+      (out) => cb(null, out),
+      (err: Error) => cb(err),
+    )
+  })
+}

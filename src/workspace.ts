@@ -1,0 +1,187 @@
+/**
+ * The private temp dir a flatten works in, and the overlay mounts inside it.
+ *
+ * Layout of `$TMPDIR/dflatten-XXXXXX/`:
+ *   owner      who made it (pid and process start time), so `cleanup` can tell a live run
+ *              from one that died
+ *   l/N        short symlinks to the layer diff dirs, so a 120-layer lowerdir fits in the
+ *              one page the kernel allows for mount options
+ *   empty/     an empty bottom layer: overlayfs wants a lowerdir even for `scratch`
+ *   source/    read-only overlay of every layer of the image (what the image looks like)
+ *   upper/ work/ stack/   the writable stack: the base's layers under an empty upper dir;
+ *              what is copied into stack/ lands in upper/ as exactly the difference
+ *
+ * Removal always unmounts first and then refuses to delete anything while a mount remains
+ * under the dir, so a failed unmount can never turn into deleting through a mount.
+ */
+import { mkdtemp, mkdir, readFile, rm, symlink, writeFile, readdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { DflattenError } from './errors.js'
+
+export const WORKSPACE_PREFIX = 'dflatten-'
+
+export interface Workspace {
+  dir: string
+  sourceView: string
+  stack: string
+  upper: string
+  work: string
+}
+
+export interface Owner {
+  pid: number
+  /** /proc/<pid>/stat start time, so a recycled pid is not mistaken for the owner. */
+  startTime: string
+}
+
+/**
+ * Where work dirs go: `$DFLATTEN_TMPDIR`, else `$TMPDIR`, else /tmp. The writable stack's upper
+ * dir lives here and holds the whole difference, so it needs that much free space.
+ */
+export function workRoot(): string {
+  return process.env.DFLATTEN_TMPDIR || tmpdir()
+}
+
+async function processStartTime(pid: number): Promise<string | null> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    // Field 22, counted after the parenthesised command name, which may itself hold spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null
+  } catch {
+    return null
+  }
+}
+
+/** `onCreated` hears of the dir before anything can fail or be interrupted, so it is never lost. */
+export async function createWorkspace(onCreated: (dir: string) => void, owner: number = process.pid): Promise<Workspace> {
+  const root = workRoot()
+  await mkdir(root, { recursive: true })
+  const dir = await mkdtemp(join(root, WORKSPACE_PREFIX))
+  onCreated(dir)
+  await writeOwner(dir, owner)
+  const ws: Workspace = {
+    dir,
+    sourceView: join(dir, 'source'),
+    stack: join(dir, 'stack'),
+    upper: join(dir, 'upper'),
+    work: join(dir, 'work'),
+  }
+  for (const d of ['l', 'empty', 'source', 'stack', 'upper', 'work']) {
+    await mkdir(join(dir, d), { mode: 0o700 })
+  }
+  return ws
+}
+
+/** Record `pid` as the process responsible for the workspace (stages hand it on). */
+export async function writeOwner(dir: string, pid: number): Promise<void> {
+  const owner: Owner = { pid, startTime: (await processStartTime(pid)) ?? '' }
+  await writeFile(join(dir, 'owner'), JSON.stringify(owner) + '\n')
+}
+
+/** Is the process that owns this workspace still alive? */
+export async function ownerAlive(dir: string): Promise<boolean> {
+  let owner: Owner
+  try {
+    owner = JSON.parse(await readFile(join(dir, 'owner'), 'utf8')) as Owner
+  } catch {
+    return false
+  }
+  const start = await processStartTime(owner.pid)
+  return start !== null && start === owner.startTime
+}
+
+/** Mount points at or below `dir`, deepest first, from this process's mount table. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const table = await readFile('/proc/self/mountinfo', 'utf8')
+  const found: string[] = []
+  for (const line of table.split('\n')) {
+    const field = line.split(' ')[4]
+    if (!field) continue
+    const point = field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)))
+    if (point === dir || point.startsWith(dir + '/')) found.push(point)
+  }
+  return found.sort((a, b) => b.length - a.length)
+}
+
+let linkCounter = 0
+
+/**
+ * Mount an overlay at `target`. `lowers` are listed top first. Each lower is reached through a
+ * short symlink under `l/`, and mount runs with the workspace as its cwd, so the option string
+ * stays short whatever the layer count.
+ */
+export async function mountOverlay(
+  ws: Workspace,
+  target: string,
+  lowers: string[],
+  writable?: { upper: string; work: string },
+): Promise<void> {
+  const names: string[] = []
+  for (const dir of lowers) {
+    const name = `l/${(linkCounter++).toString(36)}`
+    await symlink(dir, join(ws.dir, name))
+    names.push(name)
+  }
+  names.push('empty')
+  const options = [`lowerdir=${names.join(':')}`]
+  if (writable) {
+    options.push(`upperdir=${relativeTo(ws.dir, writable.upper)}`, `workdir=${relativeTo(ws.dir, writable.work)}`)
+  }
+  // A plain diff in the upper dir: no redirects, no metadata-only copy-ups, no inode index.
+  options.push('redirect_dir=off', 'metacopy=off', 'index=off')
+  if (!writable) options.push('ro')
+  const opts = options.join(',')
+  if (opts.length >= 4096) {
+    throw new DflattenError(`too many layers to mount (${lowers.length}): the mount options exceed one page`)
+  }
+  try {
+    await execa('mount', ['-t', 'overlay', 'overlay', '-o', opts, target], { cwd: ws.dir })
+  } catch (e) {
+    const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message).replace(/\s+/g, ' ').trim()
+    throw new DflattenError(`cannot mount the overlay at ${target}: ${msg}`)
+  }
+}
+
+function relativeTo(dir: string, path: string): string {
+  return path.startsWith(dir + '/') ? path.slice(dir.length + 1) : path
+}
+
+async function unmount(point: string): Promise<void> {
+  try {
+    await execa('umount', [point])
+  } catch {
+    // Busy (someone is looking inside): detach it now; the kernel finishes when they leave.
+    // Or already gone (a concurrent cleanup): the check after all unmounts tells.
+    await execa('umount', ['-l', point]).catch(() => undefined)
+  }
+}
+
+/** Unmount everything under the workspace, then delete it. Safe to call more than once. */
+export async function destroyWorkspace(dir: string): Promise<void> {
+  for (const point of await mountsUnder(dir)) await unmount(point)
+  const left = await mountsUnder(dir)
+  if (left.length) {
+    throw new DflattenError(`could not unmount ${left.join(', ')}; not removing ${dir}`)
+  }
+  await rm(dir, { recursive: true, force: true })
+}
+
+/** Workspaces under the work root whose owner is gone. */
+export async function abandonedWorkspaces(): Promise<string[]> {
+  const root = workRoot()
+  let names: string[]
+  try {
+    names = await readdir(root)
+  } catch {
+    return []
+  }
+  const out: string[] = []
+  for (const n of names.sort()) {
+    if (!n.startsWith(WORKSPACE_PREFIX)) continue
+    const dir = join(root, n)
+    if (!(await ownerAlive(dir))) out.push(dir)
+  }
+  return out
+}
