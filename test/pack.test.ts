@@ -1,0 +1,156 @@
+// Pack on a synthetic upper dir, made as root the way overlayfs leaves one: 0/0 character device
+// whiteouts, an opaque dir, hardlinks, xattrs (kept and overlay-private), devices, long and odd
+// names. GNU tar, an independent implementation, reads the result back.
+import t from 'tap'
+import { execa } from 'execa'
+import { mkdtemp, mkdir, writeFile, symlink, link, lstat, readFile, readdir, rm, readlink, utimes } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { upperDirEntries } from '../src/stages/pack.js'
+import { layerSize, layerStream, encodeHeader } from '../src/archive.js'
+import { readTreeXattrs } from '../src/xattrs.js'
+import type { LayerEntry } from '../src/entry.js'
+
+const LONG_COMPONENT = 'c'.repeat(220)
+const DEEP = join('deep', 'a'.repeat(90), 'b'.repeat(90), 'c'.repeat(90), 'leaf-with-a-long-name.txt')
+const UNICODE = 'café-日本語-🚀 name'
+const BAD_UTF8 = Buffer.concat([Buffer.from('bad-'), Buffer.from([0xff, 0xfe]), Buffer.from('.bin')])
+const LONG_LINK_TARGET = '/' + 'target/'.repeat(30) + 'end'
+
+async function sh(cmd: string, args: string[]): Promise<void> {
+  await execa(cmd, args)
+}
+
+async function makeUpper(): Promise<string> {
+  const root = await mkdtemp(join(tmpdir(), 'dflatten-test-upper-'))
+  await mkdir(join(root, 'dir/sub'), { recursive: true })
+  await writeFile(join(root, 'dir/file.txt'), 'hello\n')
+  await writeFile(join(root, 'dir/sub/empty'), '')
+  await link(join(root, 'dir/file.txt'), join(root, 'hardlink'))
+  await sh('mknod', [join(root, 'deleted'), 'c', '0', '0'])
+  await sh('mknod', [join(root, 'dir/sub/also-deleted'), 'c', '0', '0'])
+  await mkdir(join(root, 'opaque'))
+  await writeFile(join(root, 'opaque/new'), 'new\n')
+  await sh('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', join(root, 'opaque')])
+  await sh('setfattr', ['-n', 'trusted.overlay.origin', '-v', '0x00fb', join(root, 'dir/file.txt')])
+  await sh('setfattr', ['-n', 'user.text', '-v', 'some words', join(root, 'dir/file.txt')])
+  await sh('setfattr', ['-n', 'user.binary', '-v', '0x00ff10fe', join(root, 'dir/file.txt')])
+  await sh('mknod', [join(root, 'null'), 'c', '1', '3'])
+  await sh('mknod', [join(root, 'loop200'), 'b', '7', '200'])
+  await sh('mkfifo', [join(root, 'fifo')])
+  await writeFile(join(root, LONG_COMPONENT), 'long component\n')
+  await mkdir(join(root, DEEP, '..'), { recursive: true })
+  await writeFile(join(root, DEEP), 'deep\n')
+  await writeFile(join(root, UNICODE), 'unicode\n')
+  await writeFile(Buffer.concat([Buffer.from(root + '/'), BAD_UTF8]), 'bad utf8\n')
+  await writeFile(join(root, 'with\nnewline'), 'newline\n')
+  await symlink(LONG_LINK_TARGET, join(root, 'long-link'))
+  await symlink('dir/file.txt', join(root, 'rel-link'))
+  await writeFile(join(root, 'big-ids'), 'ids\n')
+  await sh('chown', ['300000:300001', join(root, 'big-ids')])
+  await writeFile(join(root, 'setuid'), '#!/bin/sh\n', { mode: 0o755 })
+  await sh('chmod', ['4755', join(root, 'setuid')])
+  await writeFile(join(root, 'old'), 'before 1970\n')
+  await utimes(join(root, 'old'), -86400 * 365, -86400 * 365)
+  await writeFile(join(root, 'blocks'), Buffer.alloc(3 * 512 + 7, 0xab))
+  return root
+}
+
+async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const c of stream) chunks.push(c as Buffer)
+  return Buffer.concat(chunks)
+}
+
+const upper = await makeUpper()
+const work = await mkdtemp(join(tmpdir(), 'dflatten-test-out-'))
+t.teardown(async () => {
+  await rm(upper, { recursive: true, force: true })
+  await rm(work, { recursive: true, force: true })
+})
+
+const entries = await upperDirEntries(upper)
+const bytes = await collect(layerStream(entries))
+const tarPath = join(work, 'layer.tar')
+await writeFile(tarPath, bytes)
+
+t.test('the size computed from metadata is the size produced', async (t) => {
+  t.equal(layerSize(entries), bytes.length)
+  t.equal(bytes.length % 512, 0)
+  t.equal(layerSize([]), 1024, 'an empty layer is just the end-of-archive blocks')
+  t.equal((await collect(layerStream([]))).length, 1024)
+})
+
+t.test('the same upper dir gives the same bytes', async (t) => {
+  const again = await collect(layerStream(await upperDirEntries(upper)))
+  t.ok(again.equals(bytes))
+})
+
+t.test('entries come depth first in byte order, markers where OCI wants them', async (t) => {
+  const { stdout } = await execa('tar', ['--quoting-style=literal', '-tf', tarPath], { env: { LC_ALL: 'C' }, encoding: 'buffer' })
+  const names = Buffer.from(stdout).toString('latin1').split('\n').filter(Boolean)
+  t.ok(names.includes('.wh.deleted'), 'a 0/0 device becomes .wh.<name>')
+  t.ok(names.includes('dir/sub/.wh.also-deleted'))
+  t.notOk(names.includes('deleted'), 'the device itself is not stored')
+  const opq = names.indexOf('opaque/')
+  t.equal(names[opq + 1], 'opaque/.wh..wh..opq', 'the opaque marker follows its directory, before its children')
+  t.equal(names[opq + 2], 'opaque/new')
+  t.ok(names.indexOf('dir/') < names.indexOf('dir/file.txt'), 'a directory comes before its content')
+  t.ok(names.includes(BAD_UTF8.toString('latin1')), 'a name that is not UTF-8 keeps its bytes')
+  t.ok(names.includes(DEEP), 'a path over 300 bytes is kept')
+  t.ok(names.includes(LONG_COMPONENT))
+  t.ok(names.includes(Buffer.from(UNICODE).toString('latin1')))
+  const kinds = entries.map((e) => e.kind)
+  t.ok(kinds.includes('hardlink'))
+  t.equal(entries.find((e) => e.kind === 'hardlink')?.path.toString(), 'hardlink')
+  t.equal(entries.find((e) => e.kind === 'hardlink')?.linkname?.toString(), 'dir/file.txt', 'links point at the first name in order')
+})
+
+t.test('GNU tar extracts exactly the upper dir (less overlay bookkeeping)', async (t) => {
+  const out = join(work, 'x')
+  await mkdir(out)
+  await execa('tar', ['--xattrs', "--xattrs-include=*", '--numeric-owner', '-xpf', tarPath, '-C', out])
+  const upperX = await readTreeXattrs(upper)
+  const outX = await readTreeXattrs(out)
+
+  const check = async (rel: Buffer): Promise<void> => {
+    const a = Buffer.concat([Buffer.from(upper + '/'), rel])
+    const b = Buffer.concat([Buffer.from(out + '/'), rel])
+    const sa = await lstat(a, { bigint: true })
+    const name = rel.toString('latin1')
+    if (sa.isCharacterDevice() && sa.rdev === 0n) {
+      const wh = Buffer.concat([Buffer.from(out + '/'), rel.subarray(0, rel.lastIndexOf(0x2f) + 1), Buffer.from('.wh.'), rel.subarray(rel.lastIndexOf(0x2f) + 1)])
+      t.equal((await lstat(wh)).size, 0, `${name}: whiteout is an empty file`)
+      return
+    }
+    const sb = await lstat(b, { bigint: true })
+    t.equal(sb.mode, sa.mode, `${name}: type and mode`)
+    t.equal(sb.uid, sa.uid, `${name}: uid`)
+    t.equal(sb.gid, sa.gid, `${name}: gid`)
+    t.equal(sb.rdev, sa.rdev, `${name}: device numbers`)
+    if (!sa.isDirectory() && !sa.isSymbolicLink()) t.equal(sb.mtimeMs / 1000n, sa.mtimeMs / 1000n, `${name}: mtime`)
+    if (sa.isFile()) t.ok((await readFile(b)).equals(await readFile(a)), `${name}: content`)
+    if (sa.isSymbolicLink()) t.equal(await readlink(b), await readlink(a), `${name}: link target`)
+    const xa = new Map([...(upperX.get(name) ?? [])].filter(([k]) => !k.startsWith('trusted.overlay.')))
+    t.same(outX.get(name) ?? new Map(), xa, `${name}: xattrs`)
+    if (sa.isDirectory()) {
+      for (const n of await readdir(a, { encoding: 'buffer' })) await check(Buffer.concat([rel, Buffer.from('/'), n]))
+    }
+  }
+  for (const n of await readdir(upper, { encoding: 'buffer' })) await check(n)
+
+  const linked = await lstat(join(out, 'hardlink'))
+  t.equal(linked.ino, (await lstat(join(out, 'dir/file.txt'))).ino, 'hardlinks stay one inode')
+  t.equal(outX.get('opaque')?.has('trusted.overlay.opaque') ?? false, false, 'overlay xattrs never reach the layer')
+  t.same(outX.get('dir/file.txt')?.get('user.binary'), Buffer.from([0x00, 0xff, 0x10, 0xfe]), 'binary xattr values survive')
+})
+
+t.test('header encoding at the ustar limits', async (t) => {
+  const base: Omit<LayerEntry, 'path'> = { kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 1, size: 0 }
+  t.equal(encodeHeader({ ...base, path: Buffer.from('a'.repeat(100)) }).length, 512, '100 bytes fit ustar')
+  t.equal(encodeHeader({ ...base, path: Buffer.from('d/' + 'a'.repeat(100)) }).length, 512, 'split into prefix and name')
+  t.ok(encodeHeader({ ...base, path: Buffer.from('a'.repeat(101)) }).length > 512, 'an unsplittable name needs PAX')
+  t.ok(encodeHeader({ ...base, path: Buffer.from('é') }).length > 512, 'non-ASCII names go in PAX')
+  t.ok(encodeHeader({ ...base, path: Buffer.from('x'), uid: 0o7777777 + 1 }).length > 512, 'large uids go in PAX')
+  t.equal(encodeHeader({ ...base, path: Buffer.from('x'), uid: 0o7777777 }).length, 512)
+})
