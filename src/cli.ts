@@ -3,9 +3,11 @@
  * abort, prints what happened, and maps errors to one line and an exit code.
  */
 import { parseArgs } from 'node:util'
-import { readFileSync } from 'node:fs'
-import { flatten, type FlattenResult } from './pipeline.js'
-import { Interrupted, isDflattenError } from './errors.js'
+import { createWriteStream, readFileSync } from 'node:fs'
+import { rename, rm } from 'node:fs/promises'
+import { once } from 'node:events'
+import { count, flatten, type FlattenResult } from './pipeline.js'
+import { DflattenError, Interrupted, isDflattenError } from './errors.js'
 import { runStageCommand, STAGE_COMMANDS } from './commands.js'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
@@ -23,6 +25,8 @@ Options:
                           (default: the nearest tagged ancestor)
   -o, --original IMAGE    the image to flatten (same as the IMAGE argument)
   -f, --force             allow the result to take the original's own name
+      --output FILE       write the image archive to FILE ('-' for stdout) instead of
+                          loading it; 'docker load -i FILE' loads it later
   -q, --quiet             print nothing but errors
       --json              print the result as one JSON object on stdout
   -h, --help              show this help
@@ -43,13 +47,18 @@ function short(id: string | null): string {
 
 export function report(r: FlattenResult): string {
   const rows = [
-    ['source', r.source.ref, short(r.source.id), `${r.source.layers} layers`, mb(r.source.size)],
-    ['base', r.base.ref ?? 'scratch', short(r.base.id), `${r.base.layers} layers`, ''],
-    ['result', r.target, short(r.imageId), `${r.layers} layers`, mb(r.size)],
+    ['source', r.source.ref, short(r.source.id), count(r.source.layers), mb(r.source.size)],
+    ['base', r.base.ref ?? 'scratch', short(r.base.id), count(r.base.layers), ''],
+    ['result', r.target, short(r.imageId), count(r.layers), r.outcome === 'written' ? `layer ${mb(r.layerBytes ?? 0)}` : mb(r.size)],
   ]
   const width = (i: number): number => Math.max(...rows.map((row) => row[i].length))
   const lines = rows.map((row) => row.map((c, i) => c.padEnd(width(i))).join('  ').trimEnd())
-  const how = { flattened: 'flattened', cached: 'found from an earlier run (cache)', unchanged: 'no layers above the base: the original as is' }
+  const how = {
+    flattened: 'flattened',
+    cached: 'found from an earlier run (cache)',
+    unchanged: 'no layers above the base: the original as is',
+    written: 'archive written, not loaded',
+  }
   lines.push(`${how[r.outcome]}: ${r.target} ${r.imageId}`)
   return lines.join('\n')
 }
@@ -85,6 +94,27 @@ export function fail(e: unknown): number {
   return 70
 }
 
+/**
+ * An archive file written under a temporary name and renamed into place only when complete, so
+ * an interrupted run never leaves a truncated archive under the name asked for.
+ */
+async function archiveFile(path: string) {
+  const partial = `${path}.dflatten-partial`
+  const stream = createWriteStream(partial, { mode: 0o644 })
+  await once(stream, 'open')
+  let committed = false
+  return {
+    stream,
+    commit: async () => {
+      await rename(partial, path)
+      committed = true
+    },
+    discard: async () => {
+      if (!committed) await rm(partial, { force: true })
+    },
+  }
+}
+
 async function mainFlatten(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -96,6 +126,7 @@ async function mainFlatten(argv: string[]): Promise<number> {
       force: { type: 'boolean', short: 'f' },
       quiet: { type: 'boolean', short: 'q' },
       json: { type: 'boolean' },
+      output: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
     },
@@ -115,17 +146,30 @@ async function mainFlatten(argv: string[]): Promise<number> {
   }
   const ac = abortOnSignals()
   const quiet = values.quiet || values.json
-  const result = await flatten({
-    image: images[0],
-    base: values.base,
-    tag: values.tag,
-    force: values.force,
-    signal: ac.signal,
-    log: quiet ? undefined : (line) => process.stderr.write(`dflatten: ${line}\n`),
-  })
-  if (values.json) process.stdout.write(JSON.stringify(result) + '\n')
-  else if (!values.quiet) process.stdout.write(report(result) + '\n')
-  return 0
+  const toStdout = values.output === '-'
+  if (toStdout && process.stdout.isTTY) {
+    throw new DflattenError('--output - writes a binary archive; redirect stdout to a file or a pipe')
+  }
+  // Print the report on stderr when stdout carries the archive.
+  const say = toStdout ? process.stderr : process.stdout
+  const file = values.output && !toStdout ? await archiveFile(values.output) : null
+  try {
+    const result = await flatten({
+      image: images[0],
+      base: values.base,
+      tag: values.tag,
+      force: values.force,
+      signal: ac.signal,
+      output: toStdout ? process.stdout : (file?.stream ?? undefined),
+      log: quiet ? undefined : (line) => process.stderr.write(`dflatten: ${line}\n`),
+    })
+    await file?.commit()
+    if (values.json) say.write(JSON.stringify(result) + '\n')
+    else if (!values.quiet) say.write(report(result) + '\n')
+    return 0
+  } finally {
+    await file?.discard()
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

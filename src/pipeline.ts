@@ -25,6 +25,8 @@ export interface FlattenOptions extends ResolveOptions {
   signal?: AbortSignal
   /** Progress lines for a human. */
   log?: (line: string) => void
+  /** Write the image archive here instead of loading it (`docker load -i` reads it later). */
+  output?: NodeJS.WritableStream
 }
 
 export interface FlattenResult {
@@ -34,8 +36,11 @@ export interface FlattenResult {
   imageId: string
   layers: number
   size: number
-  /** How the result came about: built now, found from an earlier run, or the original as is. */
-  outcome: 'flattened' | 'cached' | 'unchanged'
+  /**
+   * How the result came about: built and loaded now, found from an earlier run, the original as
+   * is (nothing above the base), or written as an archive and not loaded.
+   */
+  outcome: 'flattened' | 'cached' | 'unchanged' | 'written'
   diff?: DiffSummary
   layerBytes?: number
 }
@@ -70,6 +75,10 @@ export async function findCached(plan: Plan): Promise<string | null> {
   return null
 }
 
+export function count(n: number): string {
+  return n === 1 ? '1 layer' : `${n} layers`
+}
+
 function summary(plan: Plan): Pick<FlattenResult, 'source' | 'base' | 'target'> {
   return {
     source: { ref: plan.source.ref, id: plan.source.id, layers: plan.source.layers.length, size: plan.source.size },
@@ -97,14 +106,15 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
     opts.signal?.throwIfAborted()
     const above = plan.source.layers.length - plan.base.layers.length
     log(
-      `flattening ${plan.source.ref} (${plan.source.layers.length} layers) onto ` +
-        (plan.base.ref ? `${plan.base.ref} (${plan.base.layers.length} layers)` : 'scratch: no tagged ancestor, squashing every layer'),
+      `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
+        (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
     )
     if (above === 0) {
+      if (opts.output) throw new DflattenError(`${plan.source.ref} has no layers above its base: there is no new layer to write`)
       log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
       return await tagged(plan, plan.source.id, 'unchanged')
     }
-    const cached = await findCached(plan)
+    const cached = opts.output ? null : await findCached(plan)
     if (cached) {
       log(`already flattened earlier: ${cached.slice(7, 19)}`)
       return await tagged(plan, cached, 'cached')
@@ -133,10 +143,22 @@ async function run(plan: Plan, opts: FlattenOptions, log: (l: string) => void): 
     diffStage(ctx),
     peek,
     packStage({ onDone: (r) => (packed = r) }),
-    loadStage({ signal: opts.signal }) as Writable,
+    opts.output ?? (loadStage({ signal: opts.signal }) as Writable),
   ]
   await pumpAll(stages, opts.signal)
   if (!packed) throw new DflattenError('the archive was not completed')
+  if (opts.output) {
+    const p = packed as PackResult
+    return {
+      ...summary(plan),
+      imageId: p.imageId,
+      layers: plan.base.layers.length + 1,
+      size: 0,
+      outcome: 'written',
+      diff,
+      layerBytes: p.layerSize,
+    }
+  }
   const img = await findImage(plan.target)
   if (img?.Id !== packed.imageId) {
     throw new DflattenError(`docker load did not give ${plan.target} the expected id ${packed.imageId}`)

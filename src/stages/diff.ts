@@ -82,8 +82,10 @@ export async function diff(doc: unknown, ctx: StageContext = {}): Promise<Diffed
   const src = m.workspace.sourceView + '/'
   const dst = m.workspace.stack + '/'
   const out = await rsync([...RSYNC_FLAGS, src, dst], ctx)
+  const createdRegular = Number((/^Number of created files: [\d,]+ \(reg: ([\d,]+)/m.exec(out)?.[1] ?? '0').replace(/,/g, ''))
   const summary: DiffSummary = {
-    changed: stat(out, 'Number of created files') + stat(out, 'Number of regular files transferred'),
+    // Created entries of every kind, plus existing regular files that were rewritten.
+    changed: stat(out, 'Number of created files') + stat(out, 'Number of regular files transferred') - createdRegular,
     deleted: stat(out, 'Number of deleted files'),
     bytes: stat(out, 'Total transferred file size'),
   }
