@@ -200,9 +200,9 @@ function contentSize(e: LayerEntry): number {
 }
 
 /** The exact byte size of the layer tar, from metadata alone. */
-export function layerSize(entries: Iterable<LayerEntry>): number {
+export async function layerSize(entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>): Promise<number> {
   let total = END_OF_ARCHIVE
-  for (const e of entries) {
+  for await (const e of entries) {
     const n = contentSize(e)
     total += encodeHeader(e).length + n + padding(n)
   }
@@ -235,9 +235,9 @@ async function* readExactly(e: LayerEntry): AsyncGenerator<Buffer> {
 }
 
 /** Stream the layer tar for `entries`, which must be in their final order. */
-export function layerStream(entries: Iterable<LayerEntry>): Readable {
+export function layerStream(entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>): Readable {
   async function* generate(): AsyncGenerator<Buffer> {
-    for (const e of entries) {
+    for await (const e of entries) {
       yield encodeHeader(e)
       const n = contentSize(e)
       if (n > 0) {

@@ -7,6 +7,7 @@ import { createWriteStream, readFileSync } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
 import { once } from 'node:events'
 import { count, flatten, type FlattenResult } from './pipeline.js'
+import type { Method } from './plan.js'
 import { DflattenError, Interrupted, isDflattenError } from './errors.js'
 import { runStageCommand, STAGE_COMMANDS } from './commands.js'
 
@@ -24,6 +25,11 @@ Options:
   -b, --base IMAGE        keep IMAGE's layers (an ancestor); 'scratch' squashes every layer
                           (default: the nearest tagged ancestor)
   -o, --original IMAGE    the image to flatten (same as the IMAGE argument)
+  -m, --method METHOD     how the difference is found:
+                            overlay       read it from read-only overlay views, content read
+                                          once, nothing copied (default)
+                            overlay-copy  rsync into a writable overlay stack and pack its
+                                          upper dir (the 2014 script's way; slower)
   -f, --force             allow the result to take the original's own name
       --output FILE       write the image archive to FILE ('-' for stdout) instead of
                           loading it; 'docker load -i FILE' loads it later
@@ -127,6 +133,7 @@ async function mainFlatten(argv: string[]): Promise<number> {
       quiet: { type: 'boolean', short: 'q' },
       json: { type: 'boolean' },
       output: { type: 'string' },
+      method: { type: 'string', short: 'm' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
     },
@@ -159,6 +166,7 @@ async function mainFlatten(argv: string[]): Promise<number> {
       base: values.base,
       tag: values.tag,
       force: values.force,
+      method: values.method as Method | undefined,
       signal: ac.signal,
       output: toStdout ? process.stdout : (file?.stream ?? undefined),
       log: quiet ? undefined : (line) => process.stderr.write(`dflatten: ${line}\n`),

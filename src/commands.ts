@@ -15,7 +15,7 @@ import { mount } from './stages/mount.js'
 import { diff } from './stages/diff.js'
 import { packStage } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
-import { expectDoc, parseDoc, type StageDoc } from './plan.js'
+import { expectDoc, parseDoc, type Method, type StageDoc } from './plan.js'
 import { cleanupAll, destroy, release, track } from './cleanup.js'
 import { abandonedWorkspaces, writeOwner, mountsUnder, workRoot } from './workspace.js'
 import { pumpAll } from './pipeline.js'
@@ -25,15 +25,17 @@ import { abortOnSignals } from './cli.js'
 export const STAGE_COMMANDS = ['resolve', 'mount', 'diff', 'pack', 'load', 'cleanup']
 
 const HELP: Record<string, string> = {
-  resolve: `Usage: dflatten resolve IMAGE [-t NAME[:TAG]] [-b BASE|scratch] [-f]
+  resolve: `Usage: dflatten resolve IMAGE [-t NAME[:TAG]] [-b BASE|scratch] [-m METHOD] [-f]
 First stage. Finds IMAGE's base and writes the plan (JSON) to stdout:
   dflatten resolve app:1 | jq .          dflatten resolve app:1 | dflatten mount | ...`,
   mount: `Usage: dflatten resolve IMAGE | dflatten mount
-Reads a plan, mounts the image's read-only view and the writable stack in a work dir under
-$TMPDIR, and writes the plan with its mount points (JSON). Next: dflatten diff.`,
+Reads a plan, mounts the image's read-only view and the base's (or, for overlay-copy, a
+writable stack) in a work dir under $TMPDIR, and writes the plan with its mount points
+(JSON). Next: dflatten diff.`,
   diff: `Usage: ... | dflatten mount | dflatten diff
-Reads a mounted plan, rsyncs the image into the writable stack so overlayfs records the
-difference, and writes the plan with a summary of the diff (JSON). Next: dflatten pack.`,
+Reads a mounted plan, works out the new layer's entries (written to the work dir's
+'entries' file, one JSON object a line) and writes the plan with a summary of the diff
+(JSON). Next: dflatten pack.`,
   pack: `Usage: ... | dflatten diff | dflatten pack [--keep] > image.tar
 Reads a diffed plan, writes the image archive (what docker load reads) to stdout, then
 unmounts and removes the work dir (--keep leaves it for a look). Look inside with
@@ -84,6 +86,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
       force: { type: 'boolean', short: 'f' },
       keep: { type: 'boolean' },
       'dry-run': { type: 'boolean' },
+      method: { type: 'string', short: 'm' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -98,7 +101,15 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
     switch (cmd) {
       case 'resolve': {
         if (positionals.length !== 1) throw new DflattenError(`give exactly one image; ${HELP.resolve.split('\n')[0]}`)
-        writeDoc(await resolve({ image: positionals[0], base: values.base, tag: values.tag?.[0], force: values.force }))
+        writeDoc(
+          await resolve({
+            image: positionals[0],
+            base: values.base,
+            tag: values.tag?.[0],
+            force: values.force,
+            method: values.method as Method | undefined,
+          }),
+        )
         return 0
       }
       case 'mount': {

@@ -1,3 +1,7 @@
+import { createReadStream, createWriteStream } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { once } from 'node:events'
+
 /**
  * The value every diff method produces and pack consumes: one entry of the new layer.
  *
@@ -41,4 +45,79 @@ export interface LayerEntry {
 
 export function comparePaths(a: Buffer, b: Buffer): number {
   return Buffer.compare(a, b)
+}
+
+/*
+ * Entries travel from diff to pack through a file in the workspace, one JSON object a line, so
+ * pack can read them twice (once for the layer's size, once to stream it) with flat memory, and
+ * so the stage commands can hand them on. Byte strings are kept as UTF-8 text when they are
+ * valid UTF-8 (readable when debugging) and as base64 under a `b64:` prefix when not.
+ */
+
+function encodeBytes(b: Buffer): string {
+  const s = b.toString('utf8')
+  return Buffer.from(s, 'utf8').equals(b) && !s.startsWith('b64:') ? s : 'b64:' + b.toString('base64')
+}
+
+function decodeBytes(s: string): Buffer {
+  return s.startsWith('b64:') ? Buffer.from(s.slice(4), 'base64') : Buffer.from(s, 'utf8')
+}
+
+export function entryToJson(e: LayerEntry): string {
+  return JSON.stringify({
+    ...e,
+    path: encodeBytes(e.path),
+    linkname: e.linkname && encodeBytes(e.linkname),
+    source: e.source === undefined ? undefined : encodeBytes(Buffer.from(e.source)),
+    xattrs: e.xattrs?.map(([k, v]) => [k, v.toString('base64')]),
+  })
+}
+
+export function entryFromJson(line: string): LayerEntry {
+  const o = JSON.parse(line) as Omit<LayerEntry, 'path' | 'linkname' | 'source' | 'xattrs'> & {
+    path: string
+    linkname?: string
+    source?: string
+    xattrs?: Array<[string, string]>
+  }
+  return {
+    ...o,
+    path: decodeBytes(o.path),
+    linkname: o.linkname === undefined ? undefined : decodeBytes(o.linkname),
+    source: o.source === undefined ? undefined : decodeBytes(o.source),
+    xattrs: o.xattrs?.map(([k, v]) => [k, Buffer.from(v, 'base64')]),
+  }
+}
+
+export interface EntryCounts {
+  /** Entries that add or change something. */
+  changed: number
+  /** Whiteouts: paths deleted from the base. */
+  deleted: number
+  /** Content bytes of the regular files. */
+  bytes: number
+}
+
+/** Write entries to `file`, counting them on the way. */
+export async function writeEntries(file: string, entries: AsyncIterable<LayerEntry>, signal?: AbortSignal): Promise<EntryCounts> {
+  const out = createWriteStream(file, { mode: 0o600 })
+  const counts: EntryCounts = { changed: 0, deleted: 0, bytes: 0 }
+  try {
+    for await (const e of entries) {
+      signal?.throwIfAborted()
+      if (e.kind === 'whiteout') counts.deleted++
+      else if (e.kind !== 'opaque') counts.changed++
+      if (e.kind === 'file') counts.bytes += e.size
+      if (!out.write(entryToJson(e) + '\n')) await once(out, 'drain')
+    }
+  } finally {
+    out.end()
+    await once(out, 'close')
+  }
+  return counts
+}
+
+export async function* readEntries(file: string): AsyncGenerator<LayerEntry> {
+  const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity })
+  for await (const line of lines) if (line) yield entryFromJson(line)
 }

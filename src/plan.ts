@@ -10,6 +10,13 @@ import { DflattenError } from './errors.js'
 
 export const DOC_VERSION = 1
 
+/**
+ * overlay: read the difference from read-only views, content once (the default).
+ * overlay-copy: the seed's way, rsync into a writable stack (the cross-check).
+ */
+export const METHODS = ['overlay', 'overlay-copy'] as const
+export type Method = (typeof METHODS)[number]
+
 export interface ImageSide {
   /** As the user named it (or the tag dflatten picked), null for `scratch`. */
   ref: string | null
@@ -21,7 +28,7 @@ export interface ImageSide {
 export interface Plan {
   dflatten: 'plan'
   version: typeof DOC_VERSION
-  method: 'overlay-copy'
+  method: Method
   daemon: DaemonInfo
   source: ImageSide & { ref: string; id: string; created: string; size: number }
   base: ImageSide & { history: unknown[] }
@@ -41,18 +48,15 @@ export interface Mounted extends Omit<Plan, 'dflatten'> {
   workspace: Workspace
 }
 
-export interface DiffSummary {
-  /** Files, dirs, links... created or changed in the writable branch. */
-  changed: number
-  /** Paths the original deleted from the base. */
-  deleted: number
-  /** Content bytes that went into the writable branch. */
-  bytes: number
-}
+export type { EntryCounts as DiffSummary } from './entry.js'
+import type { EntryCounts } from './entry.js'
 
 export interface Diffed extends Omit<Mounted, 'dflatten'> {
   dflatten: 'diffed'
-  diff: DiffSummary
+  /** Entries added or changed, paths deleted, content bytes. */
+  diff: EntryCounts
+  /** The layer's entries, one JSON object a line, in layer order. */
+  entries: string
 }
 
 export type StageDoc = Plan | Mounted | Diffed

@@ -8,8 +8,11 @@
  *              one page the kernel allows for mount options
  *   empty/     an empty bottom layer: overlayfs wants a lowerdir even for `scratch`
  *   source/    read-only overlay of every layer of the image (what the image looks like)
+ *   base/      read-only overlay of the base's layers (default method)
  *   upper/ work/ stack/   the writable stack: the base's layers under an empty upper dir;
  *              what is copied into stack/ lands in upper/ as exactly the difference
+ *              (overlay-copy method)
+ *   entries    the layer's entries, from diff to pack
  *
  * Removal always unmounts first and then refuses to delete anything while a mount remains
  * under the dir, so a failed unmount can never turn into deleting through a mount.
@@ -25,6 +28,7 @@ export const WORKSPACE_PREFIX = 'dflatten-'
 export interface Workspace {
   dir: string
   sourceView: string
+  baseView: string
   stack: string
   upper: string
   work: string
@@ -64,11 +68,12 @@ export async function createWorkspace(onCreated: (dir: string) => void, owner: n
   const ws: Workspace = {
     dir,
     sourceView: join(dir, 'source'),
+    baseView: join(dir, 'base'),
     stack: join(dir, 'stack'),
     upper: join(dir, 'upper'),
     work: join(dir, 'work'),
   }
-  for (const d of ['l', 'empty', 'source', 'stack', 'upper', 'work']) {
+  for (const d of ['l', 'empty', 'source', 'base', 'stack', 'upper', 'work']) {
     await mkdir(join(dir, d), { mode: 0o700 })
   }
   return ws

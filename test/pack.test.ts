@@ -6,10 +6,10 @@ import { execa } from 'execa'
 import { mkdtemp, mkdir, writeFile, symlink, link, lstat, readFile, readdir, rm, readlink, utimes } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { upperDirEntries } from '../src/stages/pack.js'
+import { upperDirEntries } from '../src/methods/overlay-copy.js'
 import { layerSize, layerStream, encodeHeader } from '../src/archive.js'
 import { readTreeXattrs } from '../src/xattrs.js'
-import type { LayerEntry } from '../src/entry.js'
+import { readEntries, writeEntries, type LayerEntry } from '../src/entry.js'
 
 const LONG_COMPONENT = 'c'.repeat(220)
 const DEEP = join('deep', 'a'.repeat(90), 'b'.repeat(90), 'c'.repeat(90), 'leaf-with-a-long-name.txt')
@@ -69,20 +69,26 @@ t.teardown(async () => {
   await rm(work, { recursive: true, force: true })
 })
 
-const entries = await upperDirEntries(upper)
+async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = []
+  for await (const x of it) out.push(x)
+  return out
+}
+
+const entries = await all(upperDirEntries(upper))
 const bytes = await collect(layerStream(entries))
 const tarPath = join(work, 'layer.tar')
 await writeFile(tarPath, bytes)
 
 t.test('the size computed from metadata is the size produced', async (t) => {
-  t.equal(layerSize(entries), bytes.length)
+  t.equal(await layerSize(entries), bytes.length)
   t.equal(bytes.length % 512, 0)
-  t.equal(layerSize([]), 1024, 'an empty layer is just the end-of-archive blocks')
+  t.equal(await layerSize([]), 1024, 'an empty layer is just the end-of-archive blocks')
   t.equal((await collect(layerStream([]))).length, 1024)
 })
 
 t.test('the same upper dir gives the same bytes', async (t) => {
-  const again = await collect(layerStream(await upperDirEntries(upper)))
+  const again = await collect(layerStream(upperDirEntries(upper)))
   t.ok(again.equals(bytes))
 })
 
@@ -143,6 +149,15 @@ t.test('GNU tar extracts exactly the upper dir (less overlay bookkeeping)', asyn
   t.equal(linked.ino, (await lstat(join(out, 'dir/file.txt'))).ino, 'hardlinks stay one inode')
   t.equal(outX.get('opaque')?.has('trusted.overlay.opaque') ?? false, false, 'overlay xattrs never reach the layer')
   t.same(outX.get('dir/file.txt')?.get('user.binary'), Buffer.from([0x00, 0xff, 0x10, 0xfe]), 'binary xattr values survive')
+})
+
+t.test('entries survive the trip through the entries file', async (t) => {
+  const file = join(work, 'entries')
+  const counts = await writeEntries(file, upperDirEntries(upper))
+  const back = await all(readEntries(file))
+  t.same(back, entries)
+  t.equal(counts.deleted, 2, 'two whiteouts')
+  t.equal(counts.changed, entries.filter((e) => e.kind !== 'whiteout' && e.kind !== 'opaque').length)
 })
 
 t.test('header encoding at the ustar limits', async (t) => {

@@ -1,9 +1,10 @@
 /**
- * Stage 2, mount: a read-only view of the whole image, and a writable stack of the base's
- * layers over an empty upper dir. Docker's layer dirs are only ever lower dirs: overlayfs never
- * writes to those.
+ * Stage 2, mount: a read-only view of the whole image, and either a read-only view of the base
+ * (default method) or a writable stack of the base's layers over an empty upper dir
+ * (overlay-copy). Docker's layer dirs are only ever lower dirs: overlayfs never writes to those.
  */
 import type { Transform } from 'node:stream'
+import { join } from 'node:path'
 import { createWorkspace, mountOverlay } from '../workspace.js'
 import { destroy, track } from '../cleanup.js'
 import type { Mounted } from '../plan.js'
@@ -19,7 +20,14 @@ export async function mount(doc: unknown, ctx: StageContext = {}): Promise<Mount
     const all = [...plan.layerDirs].reverse()
     const base = plan.layerDirs.slice(0, plan.base.layers.length).reverse()
     await mountOverlay(ws, ws.sourceView, all)
-    await mountOverlay(ws, ws.stack, base, { upper: ws.upper, work: ws.work })
+    if (plan.method === 'overlay-copy') {
+      await mountOverlay(ws, ws.stack, base, { upper: ws.upper, work: ws.work })
+    } else if (base.length) {
+      await mountOverlay(ws, ws.baseView, base)
+    } else {
+      // overlayfs wants two lower dirs without an upper one; an empty base is the empty dir.
+      ws.baseView = join(ws.dir, 'empty')
+    }
   } catch (e) {
     await destroy(ws.dir)
     throw e

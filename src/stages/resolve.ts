@@ -16,7 +16,7 @@ import {
 } from '../docker.js'
 import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
 import { defaultTarget, normaliseTarget, sameName } from '../refs.js'
-import { DOC_VERSION, type Plan } from '../plan.js'
+import { DOC_VERSION, METHODS, type Method, type Plan } from '../plan.js'
 
 export interface ResolveOptions {
   /** The image to flatten: name, name:tag, repo@digest or id. */
@@ -27,6 +27,8 @@ export interface ResolveOptions {
   tag?: string
   /** Allow the result to take the source's own name. */
   force?: boolean
+  /** How the difference is found; default `overlay`. */
+  method?: Method
 }
 
 function layersOf(img: ImageInspect): string[] {
@@ -87,6 +89,8 @@ async function baseDescriptors(info: DaemonInfo, layers: string[]): Promise<Laye
 }
 
 export async function resolve(opts: ResolveOptions): Promise<Plan> {
+  const method = opts.method ?? 'overlay'
+  if (!METHODS.includes(method)) throw new DflattenError(`unknown method ${method}; use one of ${METHODS.join(', ')}`)
   const info = await daemonInfo()
   const source = await inspectImage(opts.image)
   if (source.Os !== 'linux') {
@@ -126,7 +130,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
   return {
     dflatten: 'plan',
     version: DOC_VERSION,
-    method: 'overlay-copy',
+    method,
     daemon: info,
     source: { ref: opts.image, id: source.Id, created: source.Created, size: source.Size, layers },
     base: { ref: baseRef, id: base?.Id ?? null, layers: baseLayers, history: baseConfig?.history ?? [] },
