@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util'
 import { createWriteStream, readFileSync } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
 import { once } from 'node:events'
-import { count, flatten, type FlattenResult } from './pipeline.js'
+import { count, flatten, type FlattenResult, type Progress } from './pipeline.js'
 import type { Method } from './plan.js'
 import { DflattenError, Interrupted, isDflattenError } from './errors.js'
 import { runStageCommand, STAGE_COMMANDS } from './commands.js'
@@ -33,7 +33,8 @@ Options:
   -f, --force             allow the result to take the original's own name
       --output FILE       write the image archive to FILE ('-' for stdout) instead of
                           loading it; 'docker load -i FILE' loads it later
-  -q, --quiet             print nothing but errors
+  -q, --quiet             print nothing but errors (no progress line either)
+  -v, --verbose           also print each stage's wall time
       --json              print the result as one JSON object on stdout
   -h, --help              show this help
   -V, --version           show the version
@@ -101,6 +102,34 @@ export function fail(e: unknown): number {
 }
 
 /**
+ * One status line on stderr while the layer streams: bytes done of total, rate, time left.
+ * Only on a terminal, and redrawn at most ten times a second.
+ */
+function progressBar(enabled: boolean) {
+  let start = 0
+  let drawn = 0
+  let visible = false
+  return {
+    update(p: Progress): void {
+      const now = Date.now()
+      start ||= now
+      if (!enabled || (now - drawn < 100 && p.done < p.total)) return
+      drawn = now
+      const rate = p.done / Math.max((now - start) / 1000, 0.001)
+      const eta = rate > 0 ? Math.ceil((p.total - p.done) / rate) : 0
+      const pct = p.total ? Math.floor((100 * p.done) / p.total) : 0
+      process.stderr.write(`\r\x1b[K${p.stage}: ${mb(p.done)} of ${mb(p.total)} (${pct}%), ${mb(rate)}/s, ${eta}s left`)
+      visible = true
+    },
+    clear(): true {
+      if (visible) process.stderr.write('\r\x1b[K')
+      visible = false
+      return true
+    },
+  }
+}
+
+/**
  * An archive file written under a temporary name and renamed into place only when complete, so
  * an interrupted run never leaves a truncated archive under the name asked for.
  */
@@ -134,6 +163,7 @@ async function mainFlatten(argv: string[]): Promise<number> {
       json: { type: 'boolean' },
       output: { type: 'string' },
       method: { type: 'string', short: 'm' },
+      verbose: { type: 'boolean', short: 'v' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
     },
@@ -160,6 +190,7 @@ async function mainFlatten(argv: string[]): Promise<number> {
   // Print the report on stderr when stdout carries the archive.
   const say = toStdout ? process.stderr : process.stdout
   const file = values.output && !toStdout ? await archiveFile(values.output) : null
+  const bar = progressBar(!quiet && process.stderr.isTTY === true)
   try {
     const result = await flatten({
       image: images[0],
@@ -169,9 +200,15 @@ async function mainFlatten(argv: string[]): Promise<number> {
       method: values.method as Method | undefined,
       signal: ac.signal,
       output: toStdout ? process.stdout : (file?.stream ?? undefined),
-      log: quiet ? undefined : (line) => process.stderr.write(`dflatten: ${line}\n`),
+      log: quiet ? undefined : (line) => bar.clear() && process.stderr.write(`dflatten: ${line}\n`),
+      onProgress: (p) => bar.update(p),
     })
+    bar.clear()
     await file?.commit()
+    if (values.verbose) {
+      const times = Object.entries(result.timings).map(([k, v]) => `${k} ${v.toFixed(2)}s`)
+      process.stderr.write(`dflatten: stage times: ${times.join(', ')}\n`)
+    }
     if (values.json) say.write(JSON.stringify(result) + '\n')
     else if (!values.quiet) say.write(report(result) + '\n')
     return 0

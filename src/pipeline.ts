@@ -27,6 +27,14 @@ export interface FlattenOptions extends ResolveOptions {
   log?: (line: string) => void
   /** Write the image archive here instead of loading it (`docker load -i` reads it later). */
   output?: NodeJS.WritableStream
+  /** Told how many bytes of the new layer have streamed, of how many. */
+  onProgress?: (p: Progress) => void
+}
+
+export interface Progress {
+  stage: string
+  done: number
+  total: number
 }
 
 export interface FlattenResult {
@@ -43,6 +51,8 @@ export interface FlattenResult {
   outcome: 'flattened' | 'cached' | 'unchanged' | 'written'
   diff?: DiffSummary
   layerBytes?: number
+  /** Wall time of each stage in seconds; pack and load stream together, so they share one. */
+  timings: Record<string, number>
 }
 
 /** Run streams end to end; reject with the first error, after every stream is torn down. */
@@ -87,7 +97,7 @@ function summary(plan: Plan): Pick<FlattenResult, 'source' | 'base' | 'target'> 
   }
 }
 
-async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome']): Promise<FlattenResult> {
+async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome']): Promise<Omit<FlattenResult, 'timings'>> {
   const current = await findImage(plan.target)
   if (current?.Id !== id) await tagImage(id, plan.target)
   const img = await findImage(plan.target)
@@ -101,8 +111,10 @@ async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome'])
  */
 export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
   const log = opts.log ?? (() => {})
+  const started = performance.now()
   try {
     const plan = await resolve(opts)
+    const timings = { resolve: (performance.now() - started) / 1000 }
     opts.signal?.throwIfAborted()
     const above = plan.source.layers.length - plan.base.layers.length
     log(
@@ -112,14 +124,14 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
     if (above === 0) {
       if (opts.output) throw new DflattenError(`${plan.source.ref} has no layers above its base: there is no new layer to write`)
       log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
-      return await tagged(plan, plan.source.id, 'unchanged')
+      return { ...(await tagged(plan, plan.source.id, 'unchanged')), timings }
     }
     const cached = opts.output ? null : await findCached(plan)
     if (cached) {
       log(`already flattened earlier: ${cached.slice(7, 19)}`)
-      return await tagged(plan, cached, 'cached')
+      return { ...(await tagged(plan, cached, 'cached')), timings }
     }
-    return await run(plan, opts, log)
+    return await run(plan, opts, log, timings)
   } catch (e) {
     if (opts.signal?.aborted && !(e instanceof Interrupted)) throw new Interrupted(String(opts.signal.reason))
     throw e
@@ -128,24 +140,50 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
   }
 }
 
-async function run(plan: Plan, opts: FlattenOptions, log: (l: string) => void): Promise<FlattenResult> {
+async function run(
+  plan: Plan,
+  opts: FlattenOptions,
+  log: (l: string) => void,
+  timings: Record<string, number>,
+): Promise<FlattenResult> {
   let diff: DiffSummary | undefined
   let packed: PackResult | undefined
   const ctx = { signal: opts.signal }
+  let last = performance.now()
+  // Marks the end of the stage before it, passing its document on untouched.
+  const lap = (stage: string) =>
+    through2.obj((doc, _enc, cb) => {
+      const now = performance.now()
+      timings[stage] = (now - last) / 1000
+      last = now
+      cb(null, doc)
+    })
   const peek = through2.obj((doc: Diffed, _enc, cb) => {
     diff = doc.diff
     log(`difference: ${doc.diff.changed} entries added or changed, ${doc.diff.deleted} deleted, ${doc.diff.bytes} bytes`)
     cb(null, doc)
   })
+  let total = 0
+  let done = 0
+  const stage = opts.output ? 'pack' : 'pack+load'
+  const progress = through2((chunk: Buffer, _enc, cb) => {
+    done += chunk.length
+    opts.onProgress?.({ stage, done: Math.min(done, total), total })
+    cb(null, chunk)
+  })
   const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [
     Readable.from([plan]),
     mountStage(ctx),
+    lap('mount'),
     diffStage(ctx),
+    lap('diff'),
     peek,
-    packStage({ onDone: (r) => (packed = r) }),
+    packStage({ onDone: (r) => (packed = r), onSize: (n) => (total = n) }),
+    progress,
     opts.output ?? (loadStage({ signal: opts.signal }) as Writable),
   ]
   await pumpAll(stages, opts.signal)
+  timings[stage] = (performance.now() - last) / 1000
   if (!packed) throw new DflattenError('the archive was not completed')
   if (opts.output) {
     const p = packed as PackResult
@@ -157,6 +195,7 @@ async function run(plan: Plan, opts: FlattenOptions, log: (l: string) => void): 
       outcome: 'written',
       diff,
       layerBytes: p.layerSize,
+      timings,
     }
   }
   const img = await findImage(plan.target)
@@ -171,5 +210,6 @@ async function run(plan: Plan, opts: FlattenOptions, log: (l: string) => void): 
     outcome: 'flattened',
     diff,
     layerBytes: packed.layerSize,
+    timings,
   }
 }

@@ -15,6 +15,8 @@ export interface PackOptions {
   /** Extra names the loaded image gets, besides the plan's target. */
   tags?: string[]
   onDone?: (result: PackResult) => void
+  /** Told the layer's size before its bytes start to flow (for progress). */
+  onSize?: (bytes: number) => void
 }
 
 export type PackResult = ImageArchiveResult
@@ -42,6 +44,7 @@ export function flattenedConfig(d: Diffed, diffId: string): object {
  */
 export async function pack(d: Diffed, opts: PackOptions = {}): Promise<Readable> {
   const size = await layerSize(readEntries(d.entries))
+  opts.onSize?.(size)
   return imageArchive({
     baseLayers: d.baseDescriptors,
     layer: { size, stream: layerStream(readEntries(d.entries)) },

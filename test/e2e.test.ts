@@ -1,0 +1,141 @@
+// End to end: the real CLI against the real daemon. Every flatten is checked the way a user
+// would: `docker export` of the original and of the result hold the same entries, the config is
+// the same, the layers are the base's plus one, a second run comes from the cache, and the run
+// leaves no mount or work dir behind and Docker's own layer dirs exactly as they were.
+import t, { type Test } from 'tap'
+import { buildBase, buildCorner, buildManyLayers, buildSimple } from './helpers/images.js'
+import { compareFs, configOf, exportFs } from './helpers/export.js'
+import { docker, imageExists, inspect, removeImage } from './helpers/docker.js'
+import { chain, dflatten, leftovers } from './helpers/cli.js'
+import { fingerprint, layerDirs } from './helpers/storage.js'
+
+const base = await buildBase()
+const images = { simple: await buildSimple(), corner: await buildCorner(), many: await buildManyLayers() }
+
+async function clean(t: Test): Promise<void> {
+  const left = await leftovers()
+  t.same(left.mounts, [], 'no dflatten mount is left')
+  t.same(left.dirs, [], 'no work dir is left')
+}
+
+/** Flatten `source` into `target` and check the result against the original, every way. */
+async function flattenAndCheck(
+  t: Test,
+  source: string,
+  target: string,
+  opts: { method?: string; base?: string; baseLayers?: number } = {},
+): Promise<string> {
+  if (await imageExists(target)) await removeImage(target)
+  const args = [source, '-t', target, ...(opts.method ? ['--method', opts.method] : []), ...(opts.base ? ['--base', opts.base] : [])]
+  const r = await dflatten(args)
+  t.equal(r.exitCode, 0, `dflatten ${args.join(' ')} exits 0`)
+  if (r.exitCode !== 0) {
+    t.comment(r.stderr)
+    return ''
+  }
+  t.match(r.stdout, /^flattened: /m, 'it says it flattened')
+  await clean(t)
+
+  const [orig, flat] = await Promise.all([exportFs(source), exportFs(target)])
+  const differences = compareFs(orig, flat, { labels: [source, target] })
+  t.same(differences, [], 'docker export of the original and of the result hold the same entries')
+  t.same(await configOf(target), await configOf(source), 'the config is the same')
+
+  const [src, res] = await Promise.all([inspect(source), inspect(target)])
+  const baseLayers = opts.baseLayers ?? (await inspect(base)).RootFS.Layers?.length ?? 0
+  t.equal(res.RootFS.Layers?.length, baseLayers + 1, 'the result has the base layers plus one')
+  t.same(res.RootFS.Layers?.slice(0, baseLayers), src.RootFS.Layers?.slice(0, baseLayers), 'the base layers are shared, not copied')
+  t.equal(res.Created, src.Created, 'the result keeps the original creation time')
+  const history = await docker(['history', '--no-trunc', '--format', '{{.Comment}}', target])
+  t.match(history.split('\n')[0], `dflatten: flattened ${src.Id}`, 'the new history entry says what was flattened')
+  return res.Id
+}
+
+for (const [name, ref] of Object.entries(images)) {
+  t.test(`flatten ${name} (${ref})`, async (t) => {
+    const target = `dft-result-${name}:1`
+    const dirs = await layerDirs(ref)
+    const before = await fingerprint(dirs)
+
+    const id = await flattenAndCheck(t, ref, target)
+    t.equal(await fingerprint(dirs), before, "Docker's layer dirs are exactly as they were")
+
+    const again = await dflatten([ref, '-t', target])
+    t.equal(again.exitCode, 0)
+    t.match(again.stdout, /from an earlier run \(cache\)/, 'a second run comes from the cache')
+    t.equal((await inspect(target)).Id, id, 'with the same id')
+
+    await removeImage(target)
+    const fresh = await dflatten([ref, '-t', target, '-q'])
+    t.equal(fresh.exitCode, 0)
+    t.equal((await inspect(target)).Id, id, 'flattening again from nothing gives the same id')
+
+    const copy = await flattenAndCheck(t, ref, `dft-result-${name}-copy:1`, { method: 'overlay-copy' })
+    t.ok(copy, 'the overlay-copy method (rsync into a writable stack) agrees on the filesystem')
+    await removeImage(`dft-result-${name}-copy:1`)
+  })
+}
+
+t.test('--base scratch squashes every layer into one', async (t) => {
+  await flattenAndCheck(t, images.corner, 'dft-result-scratch:1', { base: 'scratch', baseLayers: 0 })
+  await removeImage('dft-result-scratch:1')
+})
+
+t.test('the stage commands piped by hand give the same image as the one-shot command', async (t) => {
+  const ref = images.simple
+  const oneShot = await dflatten([ref, '-t', 'dft-result-oneshot:1', '-q'])
+  t.equal(oneShot.exitCode, 0)
+  const r = await chain([`resolve ${ref} -t dft-result-chain:1`, 'mount', 'diff', 'pack', 'load'])
+  t.equal(r.exitCode, 0, r.stderr)
+  t.equal((await inspect('dft-result-chain:1')).Id, (await inspect('dft-result-oneshot:1')).Id)
+  await clean(t)
+  await removeImage('dft-result-chain:1')
+  await removeImage('dft-result-oneshot:1')
+})
+
+t.test('--output writes an archive that docker load turns into the same image', async (t) => {
+  const ref = images.simple
+  const r = await dflatten([ref, '-t', 'dft-result-file:1', '--output', '/tmp/dft-result-file.tar'])
+  t.equal(r.exitCode, 0, r.stderr)
+  t.notOk(await imageExists('dft-result-file:1'), 'nothing is loaded')
+  await docker(['load', '-i', '/tmp/dft-result-file.tar'])
+  const loaded = await inspect('dft-result-file:1')
+  const direct = await dflatten([ref, '-t', 'dft-result-direct:1', '-q'])
+  t.equal(direct.exitCode, 0)
+  t.equal(loaded.Id, (await inspect('dft-result-direct:1')).Id)
+  await docker(['image', 'rm', 'dft-result-file:1', 'dft-result-direct:1'])
+  await clean(t)
+})
+
+t.test('errors: one line, non-zero exit, nothing left behind, nothing tagged', async (t) => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ['image not found', ['dft-no-such-image:1'], /image not found: dft-no-such-image:1/],
+    ['base not an ancestor', [images.simple, '--base', images.corner, '-t', 'dft-result-err:1'], /is not an ancestor of/],
+    ['base is the image', [images.simple, '--base', images.simple, '-t', 'dft-result-err:1'], /is the image itself/],
+    ['target is the source', [images.simple, '-t', images.simple], /is the image's own name/],
+    ['invalid target', [images.simple, '-t', 'Not/Valid:!'], /not a valid image name/],
+    ['no image given', [], /give exactly one image/],
+  ]
+  for (const [what, args, message] of cases) {
+    const r = await dflatten(args)
+    t.not(r.exitCode, 0, `${what}: non-zero exit`)
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('dflatten: '))
+    t.match(lines[0], message, `${what}: says so`)
+    if (what !== 'no image given') t.equal(r.stderr.trim().split('\n').length, 1, `${what}: in one line`)
+  }
+  t.notOk(await imageExists('dft-result-err:1'), 'no result was tagged')
+  await clean(t)
+})
+
+t.test('an image with nothing but metadata above its base is tagged as it is', async (t) => {
+  const ref = 'dft-metaonly:1'
+  await docker(['build', '-q', '-t', ref, '-'], {
+    input: `FROM ${base}\nLABEL only=metadata\nENV X=1\n`,
+    env: { DOCKER_BUILDKIT: '0' },
+  })
+  const r = await dflatten([ref, '-t', 'dft-result-metaonly:1'])
+  t.equal(r.exitCode, 0, r.stderr)
+  t.match(r.stdout, /no layers above the base/)
+  t.equal((await inspect('dft-result-metaonly:1')).Id, (await inspect(ref)).Id, 'the target is the original')
+  await removeImage('dft-result-metaonly:1')
+})

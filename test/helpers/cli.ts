@@ -1,0 +1,48 @@
+// Run the real CLI as a user would, and look at what a run leaves on the host.
+import { execa, type ResultPromise } from 'execa'
+import { readFile, readdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { fileURLToPath } from 'node:url'
+
+export const BIN = fileURLToPath(new URL('../../bin/dflatten.js', import.meta.url))
+
+export interface CliResult {
+  exitCode: number
+  stdout: string
+  stderr: string
+}
+
+export async function dflatten(args: string[], opts: { env?: Record<string, string> } = {}): Promise<CliResult> {
+  const r = await execa('node', [BIN, ...args], { reject: false, env: opts.env })
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }
+}
+
+/** Start the CLI without waiting, to signal it mid-run. */
+export function spawnDflatten(args: string[]): ResultPromise {
+  return execa('node', [BIN, ...args], { reject: false })
+}
+
+/** A shell pipeline of stage commands, e.g. `resolve X | mount | diff | pack | load`. */
+export async function chain(stages: string[]): Promise<CliResult> {
+  const cmd = stages.map((s) => `node ${BIN} ${s}`).join(' | ')
+  const r = await execa('bash', ['-o', 'pipefail', '-c', cmd], { reject: false })
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }
+}
+
+/** Overlay mounts and dflatten work dirs on the host: both must be empty after any run. */
+export async function leftovers(): Promise<{ mounts: string[]; dirs: string[] }> {
+  const mounts = (await readFile('/proc/mounts', 'utf8'))
+    .split('\n')
+    .filter((l) => l.includes('dflatten-'))
+  const dirs = (await readdir(tmpdir())).filter((n) => /^dflatten-[A-Za-z0-9]{6}$/.test(n))
+  return { mounts, dirs }
+}
+
+export async function waitFor(cond: () => Promise<boolean>, ms = 60_000): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await cond()) return true
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return false
+}
