@@ -30,6 +30,7 @@ Options:
                                           once, nothing copied (default)
                             overlay-copy  rsync into a writable overlay stack and pack its
                                           upper dir (the 2014 script's way; slower)
+      --no-cache          build the result even if an earlier run already made it
   -f, --force             allow the result to take the original's own name
       --output FILE       write the image archive to FILE ('-' for stdout) instead of
                           loading it; 'docker load -i FILE' loads it later
@@ -164,6 +165,7 @@ async function mainFlatten(argv: string[]): Promise<number> {
       output: { type: 'string' },
       method: { type: 'string', short: 'm' },
       verbose: { type: 'boolean', short: 'v' },
+      'no-cache': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
     },
@@ -198,6 +200,7 @@ async function mainFlatten(argv: string[]): Promise<number> {
       tag: values.tag,
       force: values.force,
       method: values.method as Method | undefined,
+      noCache: values['no-cache'],
       signal: ac.signal,
       output: toStdout ? process.stdout : (file?.stream ?? undefined),
       log: quiet ? undefined : (line) => bar.clear() && process.stderr.write(`dflatten: ${line}\n`),

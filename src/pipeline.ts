@@ -27,6 +27,8 @@ export interface FlattenOptions extends ResolveOptions {
   log?: (line: string) => void
   /** Write the image archive here instead of loading it (`docker load -i` reads it later). */
   output?: NodeJS.WritableStream
+  /** Build the result even when an earlier run already made it (default: use the cache). */
+  noCache?: boolean
   /** Told how many bytes of the new layer have streamed, of how many. */
   onProgress?: (p: Progress) => void
 }
@@ -126,7 +128,7 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
       log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
       return { ...(await tagged(plan, plan.source.id, 'unchanged')), timings }
     }
-    const cached = opts.output ? null : await findCached(plan)
+    const cached = opts.output || opts.noCache ? null : await findCached(plan)
     if (cached) {
       log(`already flattened earlier: ${cached.slice(7, 19)}`)
       return { ...(await tagged(plan, cached, 'cached')), timings }

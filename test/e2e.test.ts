@@ -26,7 +26,14 @@ async function flattenAndCheck(
   opts: { method?: string; base?: string; baseLayers?: number } = {},
 ): Promise<string> {
   if (await imageExists(target)) await removeImage(target)
-  const args = [source, '-t', target, ...(opts.method ? ['--method', opts.method] : []), ...(opts.base ? ['--base', opts.base] : [])]
+  const args = [
+    source,
+    '-t',
+    target,
+    '--no-cache',
+    ...(opts.method ? ['--method', opts.method] : []),
+    ...(opts.base ? ['--base', opts.base] : []),
+  ]
   const r = await dflatten(args)
   t.equal(r.exitCode, 0, `dflatten ${args.join(' ')} exits 0`)
   if (r.exitCode !== 0) {

@@ -39,12 +39,16 @@ function isPrefix(prefix: string[], of: string[]): boolean {
   return prefix.length <= of.length && prefix.every((d, i) => of[i] === d)
 }
 
-/** The nearest tagged ancestor: the tagged image whose layers are the longest proper prefix. */
+/**
+ * The nearest tagged ancestor: of the other tagged images, the one whose layers are the longest
+ * prefix of the image's. An image that differs from it only in metadata (same layers, another
+ * id) counts: the image then has nothing above its base.
+ */
 export function nearestTaggedAncestor(source: ImageInspect, tagged: ImageInspect[]): ImageInspect | null {
   const layers = layersOf(source)
   const candidates = tagged
     .filter((img) => img.Id !== source.Id)
-    .filter((img) => layersOf(img).length < layers.length && isPrefix(layersOf(img), layers))
+    .filter((img) => layersOf(img).length > 0 && isPrefix(layersOf(img), layers))
     .sort((a, b) => layersOf(b).length - layersOf(a).length || firstTag(a).localeCompare(firstTag(b)))
   return candidates[0] ?? null
 }
