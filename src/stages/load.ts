@@ -13,24 +13,36 @@ export interface LoadOptions {
   onDone?: (result: LoadOutput) => void
 }
 
-/** A writable that is `docker load`'s stdin; it finishes when docker load has succeeded. */
+type Outcome = { ok: true; stdout: string } | { ok: false; error: unknown }
+
+/**
+ * A writable that is `docker load`'s stdin; it finishes when docker load has succeeded.
+ * docker load starts with the first byte, so a run stopped before pack never starts it.
+ */
 export function loadStage(opts: LoadOptions = {}): Writable {
-  const child = dockerLoad(opts.signal)
-  // Errors surface through `final` or `destroy`; an unhandled rejection must not crash us first.
-  const result = child.then(
-    (r) => ({ ok: true as const, stdout: String(r.stdout) }),
-    (e: unknown) => ({ ok: false as const, error: e }),
-  )
-  const stdin = child.stdin!
+  let child: ReturnType<typeof dockerLoad> | null = null
+  let result: Promise<Outcome> = Promise.resolve({ ok: true, stdout: '' })
+
+  const start = (): NonNullable<typeof child> => {
+    if (child) return child
+    child = dockerLoad(opts.signal)
+    // Errors surface through write, final or destroy; an unhandled rejection must not crash us.
+    result = child.then(
+      (r) => ({ ok: true as const, stdout: String(r.stdout) }),
+      (e: unknown) => ({ ok: false as const, error: e }),
+    )
+    child.stdin!.on('error', () => {}) // EPIPE when docker load dies early: its exit status says why
+    return child
+  }
   const failed = async (): Promise<Error> => {
     const r = await result
     return r.ok ? new DflattenError('docker load stopped reading its input') : dockerError(['load'], r.error)
   }
-  stdin.on('error', () => {}) // EPIPE when docker load dies early: reported from its exit status
 
   return new Writable({
     highWaterMark: 1024 * 1024,
     write(chunk: Buffer, _enc, cb) {
+      const stdin = start().stdin!
       if (stdin.destroyed) {
         failed().then(cb, cb)
         return
@@ -52,7 +64,7 @@ export function loadStage(opts: LoadOptions = {}): Writable {
       })
     },
     final(cb) {
-      stdin.end()
+      start().stdin!.end()
       result
         .then(async (r) => {
           if (!r.ok) throw dockerError(['load'], r.error)
@@ -68,7 +80,9 @@ export function loadStage(opts: LoadOptions = {}): Writable {
         .then(() => cb(), (e: Error) => cb(e))
     },
     destroy(err, cb) {
-      if (!child.killed && child.exitCode === null) child.kill('SIGTERM')
+      // The docker CLI may sit out a SIGTERM while it streams; SIGKILL only ends the client,
+      // and the daemon then drops the half-sent archive without tagging anything.
+      if (child && child.exitCode === null) child.kill('SIGKILL')
       result.then(() => cb(err), () => cb(err))
     },
   })

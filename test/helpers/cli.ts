@@ -23,9 +23,9 @@ export function spawnDflatten(args: string[]): ResultPromise {
 }
 
 /** A shell pipeline of stage commands, e.g. `resolve X | mount | diff | pack | load`. */
-export async function chain(stages: string[]): Promise<CliResult> {
+export async function chain(stages: string[], env?: Record<string, string>): Promise<CliResult> {
   const cmd = stages.map((s) => `node ${BIN} ${s}`).join(' | ')
-  const r = await execa('bash', ['-o', 'pipefail', '-c', cmd], { reject: false })
+  const r = await execa('bash', ['-o', 'pipefail', '-c', cmd], { reject: false, env })
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }
 }
 

@@ -20,6 +20,7 @@ export const BASE = 'dft-base:1'
 export const CORNER = 'dft-corner:1'
 export const MANY = 'dft-many:1'
 export const SIMPLE = 'dft-simple:1'
+export const BULK = 'dft-bulk:1'
 
 const RECIPE_LABEL = 'dft.recipe'
 /** Every file of the base has this mtime, so the base layer's bytes (its diff id) are stable. */
@@ -453,6 +454,23 @@ export async function buildSimple(opts: BuildOptions = {}): Promise<string> {
   await buildBase()
   return ensure(SIMPLE, opts, async () => recipeHash('simple', SIMPLE_DOCKERFILE), BASE, async (recipe, force) => {
     await buildDockerfile(SIMPLE, withRecipe(SIMPLE_DOCKERFILE, recipe), force)
+  })
+}
+
+const BULK_DOCKERFILE = `FROM ${BASE}
+RUN mkdir /bulk && for i in 1 2 3 4; do dd if=/dev/urandom of=/bulk/r$i bs=1M count=40 2>/dev/null; done
+RUN mkdir /bulk/small && cd /bulk/small && for i in $(seq 1 2000); do echo $i > f$i; done
+RUN rm /bulk/r1 && dd if=/dev/urandom of=/bulk/late bs=1M count=40 2>/dev/null
+`
+
+/**
+ * dft-bulk:1: about 200 MB over the base, so a flatten runs long enough to be interrupted in
+ * the middle of a stage.
+ */
+export async function buildBulk(opts: BuildOptions = {}): Promise<string> {
+  await buildBase()
+  return ensure(BULK, opts, async () => recipeHash('bulk', BULK_DOCKERFILE), BASE, async (recipe, force) => {
+    await buildDockerfile(BULK, withRecipe(BULK_DOCKERFILE, recipe), force)
   })
 }
 
