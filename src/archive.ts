@@ -209,43 +209,57 @@ export async function layerSize(entries: Iterable<LayerEntry> | AsyncIterable<La
   return total
 }
 
-async function* readExactly(e: LayerEntry): AsyncGenerator<Buffer> {
+/** Where pack gets a file's bytes: by default from the path in `entry.source`. */
+export type ContentSource = (e: LayerEntry) => Promise<AsyncIterable<Buffer>> | AsyncIterable<Buffer>
+
+/** A file's content from the host, read up to its recorded size (more is caught below). */
+export async function* fileContent(e: LayerEntry): AsyncGenerator<Buffer> {
   if (e.source === undefined) throw new Error(`entry ${e.path.toString()} has no content source`)
   const fh = await open(e.source, 'r')
   try {
-    let left = e.size
     let position = 0
-    while (left > 0) {
-      const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, left))
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(e.size - position, 1)))
       const { bytesRead } = await fh.read(chunk, 0, chunk.length, position)
-      if (bytesRead === 0) break
-      left -= bytesRead
+      if (bytesRead === 0) return
       position += bytesRead
-      yield bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead)
-    }
-    const extra = await fh.read(Buffer.alloc(1), 0, 1, position)
-    if (left !== 0 || extra.bytesRead !== 0) {
-      throw new DflattenError(
-        `${e.path.toString()} changed size while being packed (expected ${e.size} bytes)`,
-      )
+      yield chunk.subarray(0, bytesRead)
     }
   } finally {
     await fh.close()
   }
 }
 
+async function* exactly(e: LayerEntry, content: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let got = 0
+  for await (const chunk of content) {
+    got += chunk.length
+    if (got > e.size) break
+    yield chunk
+  }
+  if (got !== e.size) {
+    throw new DflattenError(`${e.path.toString()} changed size while being packed (expected ${e.size} bytes)`)
+  }
+}
+
 /** Stream the layer tar for `entries`, which must be in their final order. */
-export function layerStream(entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>): Readable {
+export function layerStream(
+  entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>,
+  content: ContentSource = fileContent,
+  /** Runs after the last entry, before the end-of-archive blocks: a failure fails the layer. */
+  finish?: () => Promise<void>,
+): Readable {
   async function* generate(): AsyncGenerator<Buffer> {
     for await (const e of entries) {
       yield encodeHeader(e)
       const n = contentSize(e)
       if (n > 0) {
-        yield* readExactly(e)
+        yield* exactly(e, await content(e))
         const pad = padding(n)
         if (pad) yield ZERO_BLOCK.subarray(0, pad)
       }
     }
+    await finish?.()
     yield Buffer.alloc(END_OF_ARCHIVE)
   }
   return Readable.from(generate(), { objectMode: false, highWaterMark: READ_CHUNK })

@@ -7,7 +7,7 @@ import { createWriteStream, readFileSync } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
 import { once } from 'node:events'
 import { count, flatten, type FlattenResult, type Progress } from './pipeline.js'
-import type { Method } from './plan.js'
+import type { MethodChoice } from './plan.js'
 import { DflattenError, Interrupted, isDflattenError } from './errors.js'
 import { runStageCommand, STAGE_COMMANDS } from './commands.js'
 
@@ -26,10 +26,13 @@ Options:
                           (default: the nearest tagged ancestor)
   -o, --original IMAGE    the image to flatten (same as the IMAGE argument)
   -m, --method METHOD     how the difference is found:
+                            auto          overlay where it can work, else save (default)
                             overlay       read it from read-only overlay views, content read
-                                          once, nothing copied (default)
+                                          once, nothing copied (root, local overlay2 daemon)
                             overlay-copy  rsync into a writable overlay stack and pack its
                                           upper dir (the 2014 script's way; slower)
+                            save          merge the layers of 'docker save' in user space
+                                          (any daemon, no root; reads the image twice)
       --no-cache          build the result even if an earlier run already made it
   -f, --force             allow the result to take the original's own name
       --output FILE       write the image archive to FILE ('-' for stdout) instead of
@@ -43,7 +46,7 @@ Options:
 Stages, to run one at a time and look between them (see 'dflatten STAGE --help'):
   dflatten resolve IMAGE | dflatten mount | dflatten diff | dflatten pack | dflatten load
 
-Needs root, a local Docker daemon with the overlay2 storage driver, and rsync.`
+The overlay methods need root and a local daemon with the overlay2 driver; save works\nwith any daemon the docker CLI reaches (rootless, remote, containerd image store).`
 
 function mb(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`
@@ -199,8 +202,9 @@ async function mainFlatten(argv: string[]): Promise<number> {
       base: values.base,
       tag: values.tag,
       force: values.force,
-      method: values.method as Method | undefined,
+      method: values.method as MethodChoice | undefined,
       noCache: values['no-cache'],
+      verbose: values.verbose,
       signal: ac.signal,
       output: toStdout ? process.stdout : (file?.stream ?? undefined),
       log: quiet ? undefined : (line) => bar.clear() && process.stderr.write(`dflatten: ${line}\n`),

@@ -15,7 +15,7 @@ import { mount } from './stages/mount.js'
 import { diff } from './stages/diff.js'
 import { packStage } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
-import { expectDoc, parseDoc, type Method, type StageDoc } from './plan.js'
+import { expectDoc, parseDoc, type MethodChoice, type StageDoc } from './plan.js'
 import { cleanupAll, destroy, release, track } from './cleanup.js'
 import { abandonedWorkspaces, writeOwner, mountsUnder, workRoot } from './workspace.js'
 import { pumpAll } from './pipeline.js'
@@ -107,7 +107,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
             base: values.base,
             tag: values.tag?.[0],
             force: values.force,
-            method: values.method as Method | undefined,
+            method: values.method as MethodChoice | undefined,
           }),
         )
         return 0
@@ -133,7 +133,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
         const doc = expectDoc(await readDoc(stage), 'diffed', stage)
         track(doc.workspace.dir)
         if (values.keep) release(doc.workspace.dir)
-        await pumpAll([Readable.from([doc]), packStage({ keep: values.keep }), process.stdout], ac.signal)
+        await pumpAll([Readable.from([doc]), packStage({ keep: values.keep, signal: ac.signal }), process.stdout], ac.signal)
         return 0
       }
       case 'load': {

@@ -214,6 +214,24 @@ export function parseLoadOutput(out: string): LoadOutput {
   return { tags, ids }
 }
 
+/** A `docker save` child writing the image archive on its stdout. */
+export function dockerSave(ref: string, signal?: AbortSignal) {
+  return execa(DOCKER, ['save', ref], { stdout: 'pipe', buffer: false, cancelSignal: signal })
+}
+
+/** How many history entries an image's config has (metadata steps included). */
+export async function historyLength(ref: string): Promise<number> {
+  const out = await docker(['history', '--no-trunc', '--format', '{{.ID}}', ref])
+  return out.split('\n').filter(Boolean).length
+}
+
+/** The comment of an image's newest history entry. */
+export async function lastHistoryComment(ref: string): Promise<string> {
+  const out = await docker(['history', '--no-trunc', '--format', '{{json .Comment}}', ref])
+  const first = out.split('\n')[0]
+  return first ? (JSON.parse(first) as string) : ''
+}
+
 /** A `docker load` child reading an archive on stdin. */
 export function dockerLoad(signal?: AbortSignal) {
   return execa(DOCKER, ['load'], { stdin: 'pipe', cancelSignal: signal, stripFinalNewline: true })

@@ -39,8 +39,10 @@ export interface LayerEntry {
   devminor?: number
   /** Extended attributes to record, sorted by name. */
   xattrs?: Array<[string, Buffer]>
-  /** Where to read a regular file's content from, at pack time. */
+  /** Where to read a regular file's content from, at pack time: a path on this host... */
   source?: Buffer | string
+  /** ...or the `index`th entry of layer blob `member` of a `docker save` stream (save method). */
+  from?: { member: string; index: number }
 }
 
 export function comparePaths(a: Buffer, b: Buffer): number {

@@ -14,7 +14,7 @@ import { mountStage } from './stages/mount.js'
 import { diffStage } from './stages/diff.js'
 import { packStage, type PackResult } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
-import { allImages, findImage, readImageConfig, tagImage } from './docker.js'
+import { allImages, findImage, lastHistoryComment, tagImage } from './docker.js'
 import { cleanupAll } from './cleanup.js'
 import { DflattenError, Interrupted } from './errors.js'
 import type { Diffed, DiffSummary, Plan } from './plan.js'
@@ -25,6 +25,8 @@ export interface FlattenOptions extends ResolveOptions {
   signal?: AbortSignal
   /** Progress lines for a human. */
   log?: (line: string) => void
+  /** Also log why a method was picked. */
+  verbose?: boolean
   /** Write the image archive here instead of loading it (`docker load -i` reads it later). */
   output?: NodeJS.WritableStream
   /** Build the result even when an earlier run already made it (default: use the cache). */
@@ -74,15 +76,17 @@ export function pumpAll(streams: Array<NodeJS.ReadableStream | NodeJS.WritableSt
   })
 }
 
-/** An earlier result of this same flatten, found by the marker in its last history entry. */
+/**
+ * An earlier result of this same flatten: an image on the base's layers plus one, created when
+ * the original was, whose newest history entry carries this flatten's marker.
+ */
 export async function findCached(plan: Plan): Promise<string | null> {
   const want = plan.base.layers
   for (const img of await allImages()) {
     const layers = img.RootFS.Layers ?? []
     if (layers.length !== want.length + 1 || img.Created !== plan.source.created) continue
     if (!want.every((d, i) => layers[i] === d)) continue
-    const config = JSON.parse(await readImageConfig(plan.daemon, img.Id)) as { history?: Array<{ comment?: string }> }
-    if (config.history?.at(-1)?.comment === plan.marker) return img.Id
+    if ((await lastHistoryComment(img.Id)) === plan.marker) return img.Id
   }
   return null
 }
@@ -119,6 +123,7 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
     const timings = { resolve: (performance.now() - started) / 1000 }
     opts.signal?.throwIfAborted()
     const above = plan.source.layers.length - plan.base.layers.length
+    if (opts.verbose) log(`method ${plan.method}: ${plan.methodReason}`)
     log(
       `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
         (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
@@ -180,7 +185,7 @@ async function run(
     diffStage(ctx),
     lap('diff'),
     peek,
-    packStage({ onDone: (r) => (packed = r), onSize: (n) => (total = n) }),
+    packStage({ onDone: (r) => (packed = r), onSize: (n) => (total = n), signal: opts.signal }),
     progress,
     opts.output ?? (loadStage({ signal: opts.signal }) as Writable),
   ]
@@ -200,9 +205,13 @@ async function run(
       timings,
     }
   }
+  // The classic store names an image by its config's digest; the containerd store by its
+  // manifest's. Either way the layers must be the base's plus the new one.
   const img = await findImage(plan.target)
-  if (img?.Id !== packed.imageId) {
-    throw new DflattenError(`docker load did not give ${plan.target} the expected id ${packed.imageId}`)
+  const layers = img?.RootFS.Layers ?? []
+  const expected = [...plan.base.layers, packed.diffId]
+  if (!img || (img.Id !== packed.imageId && layers.join() !== expected.join())) {
+    throw new DflattenError(`docker load did not give ${plan.target} the image it was sent (${packed.imageId})`)
   }
   return {
     ...summary(plan),

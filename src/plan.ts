@@ -11,11 +11,15 @@ import { DflattenError } from './errors.js'
 export const DOC_VERSION = 1
 
 /**
- * overlay: read the difference from read-only views, content once (the default).
- * overlay-copy: the seed's way, rsync into a writable stack (the cross-check).
+ * overlay: read the difference from read-only views, content once (needs root, a local
+ *   overlay2 daemon).
+ * overlay-copy: the seed's way, rsync into a writable stack (the cross-check; same needs).
+ * save: merge the layers of `docker save` in user space (any daemon, no root).
+ * auto (what the user may ask for): overlay where it can work, else save.
  */
-export const METHODS = ['overlay', 'overlay-copy'] as const
+export const METHODS = ['overlay', 'overlay-copy', 'save'] as const
 export type Method = (typeof METHODS)[number]
+export type MethodChoice = Method | 'auto'
 
 export interface ImageSide {
   /** As the user named it (or the tag dflatten picked), null for `scratch`. */
@@ -31,13 +35,19 @@ export interface Plan {
   method: Method
   daemon: DaemonInfo
   source: ImageSide & { ref: string; id: string; created: string; size: number }
-  base: ImageSide & { history: unknown[] }
+  /**
+   * history: the base config's history entries (for save, filled in by diff from the
+   * original's config: its first `historyLength` entries).
+   */
+  base: ImageSide & { history: unknown[]; historyLength: number }
   /** Every layer's diff dir on the host, base first, one per `source.layers`. */
   layerDirs: string[]
   /** The base's layers as the daemon stores them, for the archive's manifest. */
   baseDescriptors: LayerDescriptor[]
-  /** The original's config, parsed from the exact bytes the daemon holds. */
+  /** The original's config, parsed from the exact bytes the daemon holds (save: filled by diff). */
   config: Record<string, unknown>
+  /** Why this method: for --verbose. */
+  methodReason: string
   target: string
   /** Written into the new history entry; finds this flatten again (the cache). */
   marker: string
@@ -57,6 +67,8 @@ export interface Diffed extends Omit<Mounted, 'dflatten'> {
   diff: EntryCounts
   /** The layer's entries, one JSON object a line, in layer order. */
   entries: string
+  /** save method: the layer blobs pack reads content from, member name -> diff id. */
+  saveMembers?: Record<string, string>
 }
 
 export type StageDoc = Plan | Mounted | Diffed

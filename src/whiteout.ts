@@ -41,7 +41,7 @@ export function whiteoutPath(path: Buffer): Buffer {
 
 /** The tar name of the opaque marker inside directory `dir`. */
 export function opaquePath(dir: Buffer): Buffer {
-  return Buffer.concat([dir, Buffer.from('/' + OPAQUE_MARKER)])
+  return dir.length ? Buffer.concat([dir, Buffer.from('/' + OPAQUE_MARKER)]) : Buffer.from(OPAQUE_MARKER)
 }
 
 /** Names starting with `.wh.` cannot be stored as files in a layer: they would read as deletions. */

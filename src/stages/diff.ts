@@ -5,18 +5,77 @@
  */
 import { join } from 'node:path'
 import type { Transform } from 'node:stream'
-import { writeEntries } from '../entry.js'
-import { expectDoc, type Diffed } from '../plan.js'
+import { writeEntries, type LayerEntry } from '../entry.js'
+import { expectDoc, type Diffed, type Mounted } from '../plan.js'
 import { directEntries } from '../methods/overlay.js'
 import { copyDifference, upperDirEntries } from '../methods/overlay-copy.js'
+import { indexSave, mergeLayers, savedImage } from '../methods/save.js'
+import { dockerSave } from '../docker.js'
+import { DflattenError } from '../errors.js'
 import { objectStage, type StageContext } from './stream.js'
 
+/** Pass 1 of the save method: index `docker save`, merge the layers above the base. */
+async function savedDifference(
+  m: Mounted,
+  signal?: AbortSignal,
+): Promise<{ doc: Mounted; entries: LayerEntry[]; members: Record<string, string> }> {
+  const above = new Set(m.source.layers.slice(m.base.layers.length))
+  const child = dockerSave(m.source.id, signal)
+  const index = await indexSave(child.stdout!, above).catch(async (e: unknown) => {
+    child.kill()
+    await child.catch(() => undefined)
+    throw e
+  })
+  await child
+  const image = savedImage(index)
+  const diffIds = image.layers.map((l) => l.diffId)
+  if (diffIds.join() !== m.source.layers.join()) {
+    throw new DflattenError(`docker save of ${m.source.ref} does not hold the layers docker inspect lists`)
+  }
+  const config = JSON.parse(image.config.toString('utf8')) as { history?: Array<{ empty_layer?: boolean }> }
+  const k = m.base.layers.length
+  const entries = mergeLayers(image.layers.slice(k).map((layer) => ({ layer, entries: index.entries.get(layer.diffId) ?? [] })))
+  return {
+    doc: {
+      ...m,
+      config,
+      base: { ...m.base, history: baseHistory(config.history ?? [], m.base.historyLength, k) },
+      baseDescriptors: image.layers.slice(0, k).map((l) => l.descriptor),
+    },
+    entries,
+    members: Object.fromEntries(image.layers.slice(k).map((l) => [l.member, l.diffId])),
+  }
+}
+
+/**
+ * The base's history is the first entries of the image's (an image's history starts with its
+ * parent's). `length` is the base's own count; where the image was not built on that base, cut
+ * after its k-th layer entry instead.
+ */
+export function baseHistory(history: Array<{ empty_layer?: boolean }>, length: number, k: number): unknown[] {
+  const layersIn = (h: typeof history): number => h.filter((e) => !e.empty_layer).length
+  if (length <= history.length && layersIn(history.slice(0, length)) === k) return history.slice(0, length)
+  let seen = 0
+  const cut = history.findIndex((e) => !e.empty_layer && ++seen === k)
+  return k === 0 ? [] : history.slice(0, cut + 1)
+}
+
+async function* fromArray(entries: LayerEntry[]): AsyncGenerator<LayerEntry> {
+  yield* entries
+}
+
 export async function diff(doc: unknown, ctx: StageContext = {}): Promise<Diffed> {
-  const m = expectDoc(doc, 'mounted', 'dflatten diff')
+  let m = expectDoc(doc, 'mounted', 'dflatten diff')
   const layersAbove = m.layerDirs.slice(m.base.layers.length)
   const ws = m.workspace
-  let entries
-  if (m.method === 'overlay-copy') {
+  let entries: AsyncIterable<LayerEntry>
+  let saveMembers: Record<string, string> | undefined
+  if (m.method === 'save') {
+    const saved = await savedDifference(m, ctx.signal)
+    m = saved.doc
+    entries = fromArray(saved.entries)
+    saveMembers = saved.members
+  } else if (m.method === 'overlay-copy') {
     await copyDifference(ws, layersAbove, ctx.signal)
     entries = upperDirEntries(ws.upper)
   } else {
@@ -24,7 +83,7 @@ export async function diff(doc: unknown, ctx: StageContext = {}): Promise<Diffed
   }
   const file = join(ws.dir, 'entries')
   const counts = await writeEntries(file, entries, ctx.signal)
-  return { ...m, dflatten: 'diffed', diff: counts, entries: file }
+  return { ...m, dflatten: 'diffed', diff: counts, entries: file, ...(saveMembers ? { saveMembers } : {}) }
 }
 
 export function diffStage(ctx: StageContext = {}): Transform {

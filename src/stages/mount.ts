@@ -19,14 +19,14 @@ export async function mount(doc: unknown, ctx: StageContext = {}): Promise<Mount
     // overlayfs lists lower dirs top first; the plan keeps them base first.
     const all = [...plan.layerDirs].reverse()
     const base = plan.layerDirs.slice(0, plan.base.layers.length).reverse()
-    await mountOverlay(ws, ws.sourceView, all)
+    // save mounts nothing: its work dir only holds the entries file.
+    if (plan.method !== 'save') await mountOverlay(ws, ws.sourceView, all)
     if (plan.method === 'overlay-copy') {
       await mountOverlay(ws, ws.stack, base, { upper: ws.upper, work: ws.work })
-    } else if (base.length) {
-      await mountOverlay(ws, ws.baseView, base)
-    } else {
+    } else if (plan.method === 'overlay') {
       // overlayfs wants two lower dirs without an upper one; an empty base is the empty dir.
-      ws.baseView = join(ws.dir, 'empty')
+      if (base.length) await mountOverlay(ws, ws.baseView, base)
+      else ws.baseView = join(ws.dir, 'empty')
     }
   } catch (e) {
     await destroy(ws.dir)

@@ -5,6 +5,8 @@
  */
 import { Duplex, type Readable } from 'node:stream'
 import { readEntries } from '../entry.js'
+import { dockerSave } from '../docker.js'
+import { SaveContent } from '../methods/save.js'
 import { imageArchive, layerSize, layerStream, type ImageArchiveResult } from '../archive.js'
 import { expectDoc, type Diffed } from '../plan.js'
 import { destroy } from '../cleanup.js'
@@ -17,6 +19,8 @@ export interface PackOptions {
   onDone?: (result: PackResult) => void
   /** Told the layer's size before its bytes start to flow (for progress). */
   onSize?: (bytes: number) => void
+  /** Stops the second docker save of the save method. */
+  signal?: AbortSignal
 }
 
 export type PackResult = ImageArchiveResult
@@ -47,11 +51,35 @@ export async function pack(d: Diffed, opts: PackOptions = {}): Promise<Readable>
   opts.onSize?.(size)
   return imageArchive({
     baseLayers: d.baseDescriptors,
-    layer: { size, stream: layerStream(readEntries(d.entries)) },
+    layer: { size, stream: d.method === 'save' ? savedLayerStream(d, opts.signal) : layerStream(readEntries(d.entries)) },
     config: (diffId) => flattenedConfig(d, diffId),
     tags: [d.target, ...(opts.tags ?? [])],
     onDone: opts.onDone,
   })
+}
+
+/**
+ * The save method's layer: content comes from a second `docker save`, read forward only, in the
+ * order the entries file lists it; every layer read is checked against pass 1's diff id.
+ */
+function savedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
+  const child = dockerSave(d.source.id, signal)
+  const content = new SaveContent(child.stdout!, new Map(Object.entries(d.saveMembers ?? {})))
+  const stream = layerStream(
+    readEntries(d.entries),
+    (e) => {
+      if (!e.from) throw new Error(`entry ${e.path.toString()} has no content in the save stream`)
+      return content.body(e.from)
+    },
+    async () => {
+      await content.finish()
+      await child
+    },
+  )
+  stream.on('close', () => {
+    if (child.exitCode === null) child.kill()
+  })
+  return stream
 }
 
 /** The stage: a diffed document in, the archive's bytes out; the workspace goes when done. */

@@ -3,11 +3,13 @@
  * layer dirs hold them, and what the result will be called. Only reads.
  */
 import { Readable } from 'node:stream'
+import { access } from 'node:fs/promises'
 import { DflattenError } from '../errors.js'
 import {
   chainIds,
   daemonInfo,
   inspectImage,
+  historyLength,
   layerTarSize,
   readImageConfig,
   taggedImages,
@@ -16,7 +18,7 @@ import {
 } from '../docker.js'
 import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
 import { defaultTarget, normaliseTarget, sameName } from '../refs.js'
-import { DOC_VERSION, METHODS, type Method, type Plan } from '../plan.js'
+import { DOC_VERSION, METHODS, type Method, type MethodChoice, type Plan } from '../plan.js'
 
 export interface ResolveOptions {
   /** The image to flatten: name, name:tag, repo@digest or id. */
@@ -27,8 +29,8 @@ export interface ResolveOptions {
   tag?: string
   /** Allow the result to take the source's own name. */
   force?: boolean
-  /** How the difference is found; default `overlay`. */
-  method?: Method
+  /** How the difference is found; default `auto`: overlay where it can work, else save. */
+  method?: MethodChoice
 }
 
 function layersOf(img: ImageInspect): string[] {
@@ -57,14 +59,34 @@ function firstTag(img: ImageInspect): string {
   return [...(img.RepoTags ?? [])].sort()[0] ?? img.Id
 }
 
-function checkCanMount(info: DaemonInfo, source: ImageInspect): void {
+/** Why the overlay methods cannot work here, or null when they can. */
+async function cannotMount(info: DaemonInfo, source: ImageInspect): Promise<string | null> {
   if (info.driver !== 'overlay2' || source.GraphDriver?.Name !== 'overlay2') {
     const store = info.containerdStore ? 'the containerd image store' : `the ${info.driver} storage driver`
-    throw new DflattenError(`the overlay method needs the overlay2 storage driver; this daemon uses ${store}`)
+    return `it needs the overlay2 storage driver; this daemon uses ${store}`
   }
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    throw new DflattenError('the overlay method must run as root (it mounts overlays and reads Docker\'s layer dirs)')
+    return "it must run as root (it mounts overlays and reads Docker's layer dirs)"
   }
+  if (info.remote) return `the daemon is remote (DOCKER_HOST=${process.env.DOCKER_HOST}) and its layer dirs are not here`
+  const top = source.GraphDriver.Data?.UpperDir
+  if (top && !(await access(top).then(() => true, () => false))) {
+    return `the daemon's layer dirs (${top}) are not on this host`
+  }
+  return null
+}
+
+async function pickMethod(choice: MethodChoice, info: DaemonInfo, source: ImageInspect): Promise<{ method: Method; reason: string }> {
+  if (choice !== 'auto' && !METHODS.includes(choice)) {
+    throw new DflattenError(`unknown method ${String(choice)}; use auto, ${METHODS.join(', ')}`)
+  }
+  if (choice === 'save') return { method: 'save', reason: 'asked for' }
+  const why = await cannotMount(info, source)
+  if (choice === 'auto') {
+    return why ? { method: 'save', reason: `the overlay method cannot work: ${why}` } : { method: 'overlay', reason: 'root, and a local overlay2 daemon' }
+  }
+  if (why) throw new DflattenError(`--method ${choice} cannot work here: ${why}; use --method save (or auto)`)
+  return { method: choice, reason: 'asked for' }
 }
 
 /** Every layer's diff dir, base first, from the overlay2 driver's data. */
@@ -93,14 +115,13 @@ async function baseDescriptors(info: DaemonInfo, layers: string[]): Promise<Laye
 }
 
 export async function resolve(opts: ResolveOptions): Promise<Plan> {
-  const method = opts.method ?? 'overlay'
-  if (!METHODS.includes(method)) throw new DflattenError(`unknown method ${method}; use one of ${METHODS.join(', ')}`)
   const info = await daemonInfo()
   const source = await inspectImage(opts.image)
   if (source.Os !== 'linux') {
     throw new DflattenError(`${opts.image} is a ${source.Os}/${source.Architecture} image; dflatten flattens Linux images`)
   }
-  checkCanMount(info, source)
+  const { method, reason } = await pickMethod(opts.method ?? 'auto', info, source)
+  const kernel = method !== 'save'
   const layers = layersOf(source)
 
   let base: ImageInspect | null = null
@@ -128,18 +149,28 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
   }
 
   const baseLayers = base ? layersOf(base) : []
-  const config = JSON.parse(await readImageConfig(info, source.Id)) as Record<string, unknown>
-  const baseConfig = base ? (JSON.parse(await readImageConfig(info, base.Id)) as { history?: unknown[] }) : null
+  // The kernel methods read the exact configs from the daemon's store; save finds them in the
+  // archive, in diff.
+  const config = kernel ? (JSON.parse(await readImageConfig(info, source.Id)) as Record<string, unknown>) : {}
+  const baseConfig = kernel && base ? (JSON.parse(await readImageConfig(info, base.Id)) as { history?: unknown[] }) : null
+  const baseHistory = baseConfig?.history ?? []
 
   return {
     dflatten: 'plan',
     version: DOC_VERSION,
     method,
+    methodReason: reason,
     daemon: info,
     source: { ref: opts.image, id: source.Id, created: source.Created, size: source.Size, layers },
-    base: { ref: baseRef, id: base?.Id ?? null, layers: baseLayers, history: baseConfig?.history ?? [] },
-    layerDirs: layerDirs(source),
-    baseDescriptors: await baseDescriptors(info, baseLayers),
+    base: {
+      ref: baseRef,
+      id: base?.Id ?? null,
+      layers: baseLayers,
+      history: baseHistory,
+      historyLength: base ? (kernel ? baseHistory.length : await historyLength(base.Id)) : 0,
+    },
+    layerDirs: kernel ? layerDirs(source) : [],
+    baseDescriptors: kernel ? await baseDescriptors(info, baseLayers) : [],
     config,
     target,
     marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'}`,
