@@ -1,0 +1,213 @@
+// The save method's pieces without a daemon: the tar reader (round trip with our writer, and
+// hostile input), and the layer merge, checked against a model of how a daemon applies layers.
+import t from 'tap'
+import { readTar, cleanMemberName } from '../src/tar-read.js'
+import { layerStream } from '../src/archive.js'
+import { mergeLayers, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
+import type { LayerEntry } from '../src/entry.js'
+
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const c of stream) chunks.push(c)
+  return Buffer.concat(chunks)
+}
+
+async function* once(b: Buffer): AsyncGenerator<Buffer> {
+  // Odd chunk sizes, so no header arrives in one piece.
+  for (let i = 0; i < b.length; i += 777) yield b.subarray(i, i + 777)
+}
+
+const sample: LayerEntry[] = [
+  { path: Buffer.from('dir'), kind: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: 1600000000, size: 0 },
+  { path: Buffer.from([0x64, 0x69, 0x72, 0x2f, 0xff, 0xfe]), kind: 'file', mode: 0o4755, uid: 300000, gid: 3000000, mtime: 1, size: 0 },
+  { path: Buffer.from('dir/' + 'x'.repeat(250)), kind: 'symlink', mode: 0o777, uid: 0, gid: 0, mtime: 2, size: 0, linkname: Buffer.from('/' + 'y'.repeat(200)) },
+  { path: Buffer.from('café'), kind: 'char', mode: 0o600, uid: 0, gid: 0, mtime: 3, size: 0, devmajor: 1, devminor: 3 },
+  {
+    path: Buffer.from('caps'),
+    kind: 'file',
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    mtime: 4,
+    size: 0,
+    xattrs: [
+      ['security.capability', Buffer.from([0x01, 0x00, 0x00, 0x02, 0xff, 0x00])],
+      ['user.note', Buffer.from('é=\n')],
+    ],
+  },
+]
+
+t.test('the reader gives back, byte for byte, what the writer wrote', async (t) => {
+  const tar = await collect(layerStream(sample))
+  const got = []
+  for await (const e of readTar(once(tar))) got.push(e)
+  t.equal(got.length, sample.length)
+  for (const [i, e] of sample.entries()) {
+    const r = got[i]
+    const name = e.kind === 'dir' ? Buffer.concat([e.path, Buffer.from('/')]) : e.path
+    t.ok(cleanMemberName(r.name).equals(cleanMemberName(name)), `name ${i}`)
+    t.same([r.mode, r.uid, r.gid, r.mtime], [e.mode, e.uid, e.gid, e.mtime], `metadata ${i}`)
+    if (e.linkname) t.ok(r.linkname.equals(e.linkname), `link target ${i}`)
+    if (e.devmajor !== undefined) t.same([r.devmajor, r.devminor], [e.devmajor, e.devminor])
+    t.same(r.xattrs, e.xattrs ?? [], `xattrs ${i}`)
+  }
+})
+
+t.test('hostile or broken archives fail with a message, never silently', async (t) => {
+  const tar = await collect(layerStream([{ path: Buffer.from('f'), kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0 }]))
+  const read = async (b: Buffer): Promise<void> => {
+    for await (const e of readTar(once(b))) await e.skip()
+  }
+  const badSum = Buffer.from(tar)
+  badSum[0] = 0x67
+  await t.rejects(read(badSum), /checksum does not match/)
+  await t.rejects(read(tar.subarray(0, 700)), /ends in the middle/)
+
+  const huge = Buffer.from(tar)
+  huge.write('77777777777\0', 124, 'latin1') // 8 GiB - 1 bytes declared, none there
+  for (let i = 148; i < 156; i++) huge[i] = 0x20
+  let sum = 0
+  for (let i = 0; i < 512; i++) sum += huge[i]
+  huge.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
+  await t.rejects(read(huge.subarray(0, 512 + 1024)), /ends in the middle of a file/)
+
+  t.throws(() => cleanMemberName(Buffer.from('../../etc/passwd')), /climbs out/)
+  t.throws(() => cleanMemberName(Buffer.from('a/../../b')), /climbs out/)
+  t.equal(cleanMemberName(Buffer.from('./a//b/')).toString(), 'a/b')
+})
+
+// ---- merge, against a model of a daemon applying layers -------------------------------------
+
+type Node = { type: 'dir' | 'file' | 'symlink'; content?: string }
+type Fs = Map<string, Node>
+
+/** Apply one layer as Docker does: opaque and whiteouts act on what was there before it. */
+function apply(fs: Fs, layer: Array<{ name: string; type: string; content?: string; link?: string }>): void {
+  const before = new Set(fs.keys())
+  const drop = (p: string, self: boolean): void => {
+    for (const k of [...fs.keys()]) if ((self && k === p) || k.startsWith(p + '/') || (p === '' && k !== '')) fs.delete(k)
+  }
+  for (const e of layer) {
+    const base = e.name.slice(e.name.lastIndexOf('/') + 1)
+    const dir = e.name.includes('/') ? e.name.slice(0, e.name.lastIndexOf('/')) : ''
+    if (base === '.wh..wh..opq') {
+      for (const k of [...fs.keys()]) if (before.has(k) && (dir === '' ? k !== '' : k.startsWith(dir + '/'))) fs.delete(k)
+    } else if (base.startsWith('.wh.')) {
+      drop((dir ? dir + '/' : '') + base.slice(4), true)
+    } else if (e.type === 'dir') {
+      if (fs.get(e.name)?.type !== 'dir') drop(e.name, true)
+      fs.set(e.name, { type: 'dir' })
+    } else {
+      drop(e.name, true)
+      if (e.type === 'link') fs.set(e.name, { ...fs.get(e.link!)! })
+      else fs.set(e.name, { type: e.type as 'file' | 'symlink', content: e.content })
+    }
+  }
+}
+
+function rng(seed: number): () => number {
+  let s = seed
+  return () => ((s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff)
+}
+
+const NAMES = ['a', 'b', 'c']
+
+/** A random layer over `fs` that only does what a real build step can leave behind. */
+function randomLayer(fs: Fs, r: () => number, tag: string) {
+  const out: Array<{ name: string; type: string; content?: string; link?: string }> = []
+  const paths = (depth: number, prefix = ''): string[] =>
+    depth === 0 ? [] : NAMES.flatMap((n) => [prefix + n, ...paths(depth - 1, prefix + n + '/')])
+  const all = paths(3)
+  const touched = new Set<string>()
+  for (let i = 0; i < 4; i++) {
+    const p = all[Math.floor(r() * all.length)]
+    if (touched.has(p) || [...touched].some((t) => p.startsWith(t + '/') || t.startsWith(p + '/'))) continue
+    touched.add(p)
+    const parents = p.split('/').slice(0, -1).map((_, j, a) => a.slice(0, j + 1).join('/'))
+    if (parents.some((q) => fs.has(q) && fs.get(q)!.type !== 'dir')) continue
+    for (const q of parents) out.push({ name: q, type: 'dir' })
+    const roll = r()
+    const dir = p.includes('/') ? p.slice(0, p.lastIndexOf('/') + 1) : ''
+    const name = p.slice(dir.length)
+    if (roll < 0.25 && fs.has(p)) out.push({ name: `${dir}.wh.${name}`, type: 'file' })
+    else if (roll < 0.4 && fs.get(p)?.type === 'dir') out.push({ name: p, type: 'dir' }, { name: `${p}/.wh..wh..opq`, type: 'file' })
+    else if (roll < 0.6) out.push({ name: p, type: 'dir' })
+    else if (roll < 0.7) out.push({ name: p, type: 'symlink', content: `->${tag}${i}` })
+    else {
+      out.push({ name: p, type: 'file', content: `${tag}${i}` })
+      const twin = `${dir}${name}-link`
+      if (roll > 0.9 && !fs.has(twin)) out.push({ name: twin, type: 'link', link: p })
+    }
+  }
+  // Real layers list a directory before what is in it; duplicates keep the first.
+  const seen = new Set<string>()
+  return out.filter((e) => !seen.has(e.name) && seen.add(e.name))
+}
+
+function asIndexed(layer: ReturnType<typeof randomLayer>): IndexedEntry[] {
+  return layer.map((e, index) => ({
+    name: Buffer.from(e.name),
+    type: { dir: '5', file: '0', symlink: '2', link: '1' }[e.type]!,
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: e.type === 'file' ? 1 : 0,
+    mtime: 0,
+    linkname: Buffer.from(e.type === 'symlink' ? e.content! : e.link ?? ''),
+    devmajor: 0,
+    devminor: 0,
+    xattrs: [],
+    index,
+  }))
+}
+
+t.test('merging layers has the same effect on any base as applying them one by one', async (t) => {
+  let cases = 0
+  for (let seed = 1; seed <= 400; seed++) {
+    const r = rng(seed)
+    const base: Fs = new Map()
+    apply(base, randomLayer(base, r, 'base'))
+    apply(base, randomLayer(base, r, 'base2'))
+
+    const layered = new Map(base)
+    const layers: Array<{ layer: SavedLayer; entries: IndexedEntry[]; raw: ReturnType<typeof randomLayer> }> = []
+    const count = 1 + Math.floor(r() * 4)
+    for (let j = 0; j < count; j++) {
+      const raw = randomLayer(layered, r, `L${j}.`)
+      apply(layered, raw)
+      const layer: SavedLayer = { member: `m${j}`, diffId: `d${j}`, digest: `d${j}`, size: 0, gzip: false, position: count - j }
+      layers.push({ layer, entries: asIndexed(raw), raw })
+    }
+    const merged = mergeLayers(layers)
+    const flat = new Map(base)
+    const contentOf = (e: LayerEntry): string | undefined => {
+      if (!e.from) return undefined
+      const l = layers.find((x) => x.layer.member === e.from!.member)!
+      return l.raw[e.from.index].content
+    }
+    apply(
+      flat,
+      merged.map((e) => {
+        const name = e.kind === 'whiteout' ? whiteName(e.path.toString()) : e.kind === 'opaque' ? opqName(e.path.toString()) : e.path.toString()
+        const type = e.kind === 'hardlink' ? 'link' : e.kind === 'whiteout' || e.kind === 'opaque' ? 'file' : e.kind
+        return { name, type, content: e.kind === 'symlink' ? e.linkname!.toString() : contentOf(e), link: e.linkname?.toString() }
+      }),
+    )
+    const show = (fs: Fs): string[] => [...fs].map(([k, v]) => `${k} ${v.type} ${v.content ?? ''}`).sort()
+    if (show(flat).join('\n') !== show(layered).join('\n')) {
+      t.same(show(flat), show(layered), `seed ${seed}`)
+      break
+    }
+    cases++
+  }
+  t.equal(cases, 400, 'every random case agrees')
+})
+
+function whiteName(p: string): string {
+  const i = p.lastIndexOf('/')
+  return i === -1 ? `.wh.${p}` : `${p.slice(0, i)}/.wh.${p.slice(i + 1)}`
+}
+
+function opqName(p: string): string {
+  return p ? `${p}/.wh..wh..opq` : '.wh..wh..opq'
+}
