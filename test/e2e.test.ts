@@ -6,7 +6,8 @@ import t, { type Test } from 'tap'
 import { buildBase, buildCorner, buildManyLayers, buildSimple } from './helpers/images.js'
 import { compareFs, configOf, exportFs } from './helpers/export.js'
 import { docker, imageExists, inspect, removeImage } from './helpers/docker.js'
-import { chain, dflatten, leftovers } from './helpers/cli.js'
+import { BIN, chain, dflatten, leftovers } from './helpers/cli.js'
+import { execa } from 'execa'
 import { fingerprint, layerDirs } from './helpers/storage.js'
 
 const base = await buildBase()
@@ -80,6 +81,13 @@ for (const [name, ref] of Object.entries(images)) {
     const copy = await flattenAndCheck(t, ref, `dft-result-${name}-copy:1`, { method: 'overlay-copy' })
     t.ok(copy, 'the overlay-copy method (rsync into a writable stack) agrees on the filesystem')
     await removeImage(`dft-result-${name}-copy:1`)
+
+    const saved = await flattenAndCheck(t, ref, `dft-result-${name}-save:1`, { method: 'save' })
+    t.ok(saved, 'the save method (docker save merged in user space) agrees on the filesystem')
+    await removeImage(`dft-result-${name}-save:1`)
+    const savedAgain = await flattenAndCheck(t, ref, `dft-result-${name}-save:1`, { method: 'save' })
+    t.equal(savedAgain, saved, 'the save method is deterministic too')
+    await removeImage(`dft-result-${name}-save:1`)
   })
 }
 
@@ -145,4 +153,21 @@ t.test('an image with nothing but metadata above its base is tagged as it is', a
   t.match(r.stdout, /no layers above the base/)
   t.equal((await inspect('dft-result-metaonly:1')).Id, (await inspect(ref)).Id, 'the target is the original')
   await removeImage('dft-result-metaonly:1')
+})
+
+t.test('as a user who may use the docker socket but is not root, auto picks save and it works', async (t) => {
+  await execa('bash', ['-c', 'getent group docker >/dev/null || groupadd docker; chgrp docker /var/run/docker.sock; chmod g+rw /var/run/docker.sock; id dft-user >/dev/null 2>&1 || useradd -M -G docker dft-user'])
+  const target = 'dft-result-nonroot:1'
+  await removeImage(target)
+  const r = await execa('runuser', ['-u', 'dft-user', '--', 'node', BIN, images.simple, '-t', target, '--no-cache', '-v'], {
+    reject: false,
+    env: { HOME: '/tmp' },
+  })
+  t.equal(r.exitCode, 0, String(r.stderr))
+  t.match(String(r.stderr), /method save: the overlay method cannot work: it must run as root/, 'auto says why it picked save')
+  t.same(compareFs(await exportFs(images.simple), await exportFs(target)), [], 'the result is right')
+  const refused = await execa('runuser', ['-u', 'dft-user', '--', 'node', BIN, images.simple, '-t', target, '-m', 'overlay'], { reject: false })
+  t.not(refused.exitCode, 0)
+  t.match(String(refused.stderr), /--method overlay cannot work here: it must run as root.*use --method save/)
+  await removeImage(target)
 })

@@ -173,7 +173,9 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     baseDescriptors: kernel ? await baseDescriptors(info, baseLayers) : [],
     config,
     target,
-    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'}`,
+    // The method is part of it: methods agree on the filesystem, not on the bytes, and a cache hit
+    // must give the id this very command would build.
+    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method})`,
   }
 }
 
