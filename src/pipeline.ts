@@ -16,6 +16,7 @@ import { packStage, type PackResult } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
 import { allImages, findImage, lastHistoryComment, tagImage } from './docker.js'
 import { cleanupAll } from './cleanup.js'
+import { abandonedWorkspaces, destroyWorkspace } from './workspace.js'
 import { DflattenError, Interrupted } from './errors.js'
 import type { Diffed, DiffSummary, Plan } from './plan.js'
 import through2 from 'through2'
@@ -119,6 +120,11 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
   const log = opts.log ?? (() => {})
   const started = performance.now()
   try {
+    // What an interrupted earlier run (kill -9, power loss) left behind goes first.
+    for (const dir of await abandonedWorkspaces()) {
+      await destroyWorkspace(dir)
+      log(`removed ${dir}, left behind by an interrupted run`)
+    }
     const plan = await resolve(opts)
     const timings = { resolve: (performance.now() - started) / 1000 }
     opts.signal?.throwIfAborted()

@@ -17,13 +17,15 @@
  * Removal always unmounts first and then refuses to delete anything while a mount remains
  * under the dir, so a failed unmount can never turn into deleting through a mount.
  */
-import { mkdtemp, mkdir, readFile, rm, symlink, writeFile, readdir } from 'node:fs/promises'
+import { mkdtemp, mkdir, readFile, rm, stat, symlink, writeFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { DflattenError } from './errors.js'
 
 export const WORKSPACE_PREFIX = 'dflatten-'
+/** mkdtemp's six random characters: nothing else under the work root is taken for ours. */
+const WORKSPACE_NAME = /^dflatten-[A-Za-z0-9]{6}$/
 
 export interface Workspace {
   dir: string
@@ -173,7 +175,13 @@ export async function destroyWorkspace(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true })
 }
 
-/** Workspaces under the work root whose owner is gone. */
+/** A run writes its owner file right after creating the dir; give it that long. */
+const OWNERLESS_GRACE_MS = 60_000
+
+/**
+ * Workspaces under the work root whose owner is gone: its process died (the pid is gone or was
+ * reused, which the start time tells), or it never wrote an owner file and is over a minute old.
+ */
 export async function abandonedWorkspaces(): Promise<string[]> {
   const root = workRoot()
   let names: string[]
@@ -184,9 +192,12 @@ export async function abandonedWorkspaces(): Promise<string[]> {
   }
   const out: string[] = []
   for (const n of names.sort()) {
-    if (!n.startsWith(WORKSPACE_PREFIX)) continue
+    if (!WORKSPACE_NAME.test(n)) continue
     const dir = join(root, n)
-    if (!(await ownerAlive(dir))) out.push(dir)
+    if (await ownerAlive(dir)) continue
+    const hasOwner = await stat(join(dir, 'owner')).then(() => true, () => false)
+    const age = Date.now() - (await stat(dir)).mtimeMs
+    if (hasOwner || age > OWNERLESS_GRACE_MS) out.push(dir)
   }
   return out
 }

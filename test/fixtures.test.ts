@@ -280,7 +280,7 @@ t.test('dft-simple:1', async (t) => {
 })
 
 t.test('dft-many:1', async (t) => {
-  t.equal((await inspect(MANY)).RootFS.Layers?.length, 111, 'the base and 110 RUN layers')
+  t.equal((await inspect(MANY)).RootFS.Layers?.length, 120, 'the base and 119 RUN layers')
   const fs = await exportFs(MANY)
   t.equal(fs.get('/many/f1')?.sha256, sha('1\n'))
   t.notOk(fs.has('/many/f5'), 'deleted by step 10')

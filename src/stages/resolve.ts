@@ -17,7 +17,7 @@ import {
   type ImageInspect,
 } from '../docker.js'
 import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
-import { defaultTarget, normaliseTarget, sameName } from '../refs.js'
+import { defaultTarget, isImageId, normaliseTarget, parseRef, sameName } from '../refs.js'
 import { DOC_VERSION, METHODS, type Method, type MethodChoice, type Plan } from '../plan.js'
 
 export interface ResolveOptions {
@@ -114,9 +114,19 @@ async function baseDescriptors(info: DaemonInfo, layers: string[]): Promise<Laye
   )
 }
 
+function checkReference(ref: string, what: string): void {
+  if (ref !== 'scratch' && !isImageId(ref) && !parseRef(ref)) {
+    throw new DflattenError(`${what} ${JSON.stringify(ref)} is not a valid image reference (name[:tag], name@digest or id)`)
+  }
+}
+
 export async function resolve(opts: ResolveOptions): Promise<Plan> {
+  checkReference(opts.image, 'the image')
+  if (opts.base) checkReference(opts.base, 'the base')
   const info = await daemonInfo()
   const source = await inspectImage(opts.image)
+  // Windows layers are not a Linux filesystem (Files/, Hives/, no whiteout devices). Any Linux
+  // architecture is fine: flattening never runs the image's code.
   if (source.Os !== 'linux') {
     throw new DflattenError(`${opts.image} is a ${source.Os}/${source.Architecture} image; dflatten flattens Linux images`)
   }

@@ -434,7 +434,7 @@ function manyLayersDockerfile(n: number): string {
 }
 
 /** dft-many:1: n small RUN layers on the base (adds, deletes, chmods, an opaque dir); n + 1 layers in all. */
-export async function buildManyLayers(n = 110, opts: BuildOptions = {}): Promise<string> {
+export async function buildManyLayers(n = 119, opts: BuildOptions = {}): Promise<string> {
   await buildBase()
   const dockerfile = manyLayersDockerfile(n)
   return ensure(MANY, opts, async () => recipeHash('many', dockerfile), BASE, async (recipe, force) => {
@@ -477,6 +477,6 @@ export async function buildBulk(opts: BuildOptions = {}): Promise<string> {
 /** Builds all four (base first). */
 export async function buildAll(opts: BuildOptions = {}): Promise<string[]> {
   const base = await buildBase(opts)
-  return [base, await buildSimple(opts), await buildCorner(opts), await buildManyLayers(110, opts)]
+  return [base, await buildSimple(opts), await buildCorner(opts), await buildManyLayers(119, opts)]
 }
 
