@@ -15,6 +15,7 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v docker >/dev/null || need+=(docker.io)
 command -v rsync >/dev/null || need+=(rsync)
 command -v getfattr >/dev/null || need+=(attr)
+[ -x /usr/bin/time ] || need+=(time)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v node >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then

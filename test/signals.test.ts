@@ -3,14 +3,14 @@
 import t from 'tap'
 import { buildBulk } from './helpers/images.js'
 import { imageExists, removeImage } from './helpers/docker.js'
-import { chain, dflatten, leftovers, spawnDflatten, waitFor } from './helpers/cli.js'
+import { chain, dflatten, leftovers, spawnDflatten, waitFor, WORK_DIR } from './helpers/cli.js'
 import { readFile } from 'node:fs/promises'
 
 const bulk = await buildBulk()
 const target = 'dft-result-signal:1'
 
 async function mountCount(): Promise<number> {
-  return (await readFile('/proc/mounts', 'utf8')).split('\n').filter((l) => l.includes('dflatten-')).length
+  return (await readFile('/proc/mounts', 'utf8')).split('\n').filter((l) => WORK_DIR.test(l)).length
 }
 
 /** Start a flatten and return it once `ready` holds. */

@@ -29,11 +29,12 @@ export async function chain(stages: string[], env?: Record<string, string>): Pro
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }
 }
 
+/** A dflatten work dir in a mount table line: mkdtemp's `dflatten-` plus six characters. */
+export const WORK_DIR = /\/dflatten-[A-Za-z0-9]{6}\//
+
 /** Overlay mounts and dflatten work dirs on the host: both must be empty after any run. */
 export async function leftovers(): Promise<{ mounts: string[]; dirs: string[] }> {
-  const mounts = (await readFile('/proc/mounts', 'utf8'))
-    .split('\n')
-    .filter((l) => l.includes('dflatten-'))
+  const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').filter((l) => WORK_DIR.test(l))
   const dirs = (await readdir(tmpdir())).filter((n) => /^dflatten-[A-Za-z0-9]{6}$/.test(n))
   return { mounts, dirs }
 }

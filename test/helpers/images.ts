@@ -21,6 +21,7 @@ export const CORNER = 'dft-corner:1'
 export const MANY = 'dft-many:1'
 export const SIMPLE = 'dft-simple:1'
 export const BULK = 'dft-bulk:1'
+export const LARGE = 'dft-large:1'
 
 const RECIPE_LABEL = 'dft.recipe'
 /** Every file of the base has this mtime, so the base layer's bytes (its diff id) are stable. */
@@ -471,6 +472,20 @@ export async function buildBulk(opts: BuildOptions = {}): Promise<string> {
   await buildBase()
   return ensure(BULK, opts, async () => recipeHash('bulk', BULK_DOCKERFILE), BASE, async (recipe, force) => {
     await buildDockerfile(BULK, withRecipe(BULK_DOCKERFILE, recipe), force)
+  })
+}
+
+const LARGE_DOCKERFILE = `FROM ${BASE}
+RUN mkdir /big && dd if=/dev/zero of=/big/two-gigabytes bs=1M count=2048 2>/dev/null && echo end >> /big/two-gigabytes
+RUN mkdir /files && cd /files && i=0 && while [ $i -lt 101 ]; do mkdir d$i && j=0 && while [ $j -lt 1000 ]; do echo $i.$j > d$i/f$j; j=$((j+1)); done; i=$((i+1)); done
+RUN rm -r /files/d100 && rm /etc/app/conf
+`
+
+/** dft-large:1: a 2 GB file and 100,000 small files over the base. */
+export async function buildLarge(opts: BuildOptions = {}): Promise<string> {
+  await buildBase()
+  return ensure(LARGE, opts, async () => recipeHash('large', LARGE_DOCKERFILE), BASE, async (recipe, force) => {
+    await buildDockerfile(LARGE, withRecipe(LARGE_DOCKERFILE, recipe), force)
   })
 }
 
