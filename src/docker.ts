@@ -190,8 +190,9 @@ export async function layerTarSize(info: DaemonInfo, chainId: string): Promise<n
   for await (const line of lines) {
     if (!line) continue
     const rec = JSON.parse(line) as { type: number; size?: number; payload?: string }
-    if (rec.type === 1 && rec.payload) total += Buffer.from(rec.payload, 'base64').length
-    else if (rec.type === 2) total += rec.size ?? 0
+    // tar-split: type 1 is a file (its content's size), type 2 a raw segment (headers, padding).
+    if (rec.type === 2 && rec.payload) total += Buffer.from(rec.payload, 'base64').length
+    else if (rec.type === 1) total += rec.size ?? 0
   }
   return total
 }
