@@ -38,7 +38,7 @@ Options:
       --output FILE       write the image archive to FILE ('-' for stdout) instead of
                           loading it; 'docker load -i FILE' loads it later
   -q, --quiet             print nothing but errors (no progress line either)
-  -v, --verbose           also print each stage's wall time
+  -v, --verbose           also say which method and why, and each stage's wall time
       --json              print the result as one JSON object on stdout
   -h, --help              show this help
   -V, --version           show the version
