@@ -206,7 +206,10 @@ ctrd_answers() {
 # from the host.
 daemon_path() { echo "$ROOT/usr/bin:$ROOT/usr/sbin:$PATH"; }
 
-start_containerd() {
+# Pids of the daemons being started, by "containerd-FLAVOR" / "dockerd-FLAVOR".
+declare -A PIDS=()
+
+launch_containerd() {
   local f=$1 rd cfg pid
   rd=$(rundir "$f")
   cfg=$rd/containerd/config.toml
@@ -231,15 +234,17 @@ EOF
   if pid=$(live_pid "$rd/containerd/containerd.pid" "$ROOT/usr/bin/containerd"); then
     say "$f: containerd (pid $pid) is running; waiting for it"
   else
+    say "$f: starting containerd"
+    # setsid: the daemons outlive this script and its terminal; fd 9 (our lock) stays here.
     PATH=$(daemon_path) setsid nohup "$ROOT/usr/bin/containerd" --config "$cfg" \
       </dev/null >>"$DATA/$f/containerd.log" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$rd/containerd/containerd.pid"
   fi
-  wait_for "$f containerd" "$pid" "$DATA/$f/containerd.log" ctrd_answers "$f"
+  PIDS[containerd-$f]=$pid
 }
 
-start_dockerd() {
+launch_dockerd() {
   local f=$1 rd conf pid args
   rd=$(rundir "$f")
   conf=$rd/daemon.json
@@ -253,8 +258,10 @@ start_dockerd() {
   if pid=$(live_pid "$rd/docker.pid" "$ROOT/usr/sbin/dockerd"); then
     say "$f: dockerd (pid $pid) is running; waiting for it"
   else
+    say "$f: starting dockerd"
     # A pid file left by a dockerd that died makes a new one refuse to start.
     rm -f "$rd/docker.pid"
+    # --cgroup-parent keeps its containers apart from the system daemon's /docker cgroups.
     PATH=$(daemon_path) setsid nohup "$ROOT/usr/sbin/dockerd" \
       --config-file "$conf" \
       --data-root "$DATA/$f/docker" \
@@ -268,71 +275,105 @@ start_dockerd() {
       </dev/null >>"$DATA/$f/dockerd.log" 2>&1 9>&- &
     pid=$!
   fi
-  wait_for "$f dockerd" "$pid" "$DATA/$f/dockerd.log" docker_answers "$f"
+  PIDS[dockerd-$f]=$pid
 }
 
 # Poll CHECK until it passes; fail early, with the log's tail, if the process dies.
 wait_for() {
-  local what=$1 pid=$2 log=$3 check=$4 arg=$5 i
-  for i in $(seq 600); do
-    "$check" "$arg" && return 0
+  local what=$1 pid=$2 log=$3 check=$4 arg=$5 end=$((SECONDS + 60))
+  until "$check" "$arg"; do
     if ! kill -0 "$pid" 2>/dev/null; then
       die "$what exited; the end of $log:
 $(tail -20 "$log")"
     fi
-    [ "$i" -lt 600 ] && sleep 0.1
-  done
-  die "$what did not answer within 60 s; the end of $log:
+    [ "$SECONDS" -lt "$end" ] || die "$what did not answer within 60 s; the end of $log:
 $(tail -20 "$log")"
+    sleep 0.1
+  done
 }
 
-stop_pid() {
-  local what=$1 pidfile=$2 bin=$3 pid i
-  if ! pid=$(live_pid "$pidfile" "$bin"); then
-    say "$what: not running"
-    return
-  fi
-  kill -TERM "$pid"
-  # dockerd stops its containers first (10 s grace each by default), so allow some time.
-  for i in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || { say "$what: stopped (pid $pid)"; return; }
-    [ "$i" -lt 300 ] && sleep 0.1
+# SIGTERM to the live pid of each pid file (only ours: see live_pid), then wait for all of
+# them together. dockerd stops its containers first (10 s grace each), so allow 30 s.
+stop_all() {
+  local bin=$1 what pidfile pid end
+  shift
+  local -A alive=()
+  for pidfile in "$@"; do
+    what=${pidfile#"$RUNBASE"/dflatten-d26-}   # "classic/docker.pid" -> "classic dockerd"
+    what="${what%%/*} $(basename "$bin")"
+    if pid=$(live_pid "$pidfile" "$bin"); then
+      kill -TERM "$pid"
+      alive[$pid]=$what
+    else
+      say "$what: not running"
+    fi
   done
-  say "$what: pid $pid ignored SIGTERM for 30 s; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
+  end=$((SECONDS + 30))
+  while [ ${#alive[@]} -gt 0 ] && [ "$SECONDS" -lt "$end" ]; do
+    sleep 0.1
+    for pid in "${!alive[@]}"; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        say "${alive[$pid]}: stopped (pid $pid)"
+        unset "alive[$pid]"
+      fi
+    done
+  done
+  for pid in "${!alive[@]}"; do
+    say "${alive[$pid]}: pid $pid ignored SIGTERM for 30 s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  done
 }
 
 # --- subcommands --------------------------------------------------------------------------------
 
 cmd_start() {
-  local t0 f t
+  local t0 f need=()
   t0=$(now)
   command -v docker >/dev/null || die "no docker client in PATH"
   command -v runc >/dev/null || say "note: no runc in PATH: \`docker run\` and RUN steps will fail"
   ensure_unpacked
+  # Both flavors at once: the containerds, then (once they answer) the dockerds. A containerd
+  # that died under a live dockerd is started again: that dockerd reconnects by itself.
   for f in "${FLAVORS[@]}"; do
+    mkdir -p "$(rundir "$f")" "$DATA/$f"
+    ctrd_answers "$f" || launch_containerd "$f"
+  done
+  for f in "${FLAVORS[@]}"; do
+    [ -z "${PIDS[containerd-$f]:-}" ] ||
+      wait_for "$f containerd" "${PIDS[containerd-$f]}" "$DATA/$f/containerd.log" ctrd_answers "$f"
     if docker_answers "$f"; then
       say "$f: already answering on $(docker_sock "$f")"
-      continue
+    else
+      need+=("$f")
     fi
-    t=$(now)
-    mkdir -p "$(rundir "$f")" "$DATA/$f"
-    ctrd_answers "$f" || start_containerd "$f"
-    start_dockerd "$f"
-    say "$f: up on $(docker_sock "$f") in $(since "$t") s (logs in $DATA/$f)"
+  done
+  for f in "${need[@]}"; do launch_dockerd "$f"; done
+  for f in "${need[@]}"; do
+    wait_for "$f dockerd" "${PIDS[dockerd-$f]}" "$DATA/$f/dockerd.log" docker_answers "$f"
+    say "$f: up on $(docker_sock "$f") (logs in $DATA/$f)"
   done
   say "start took $(since "$t0") s"
   print_env
 }
 
 cmd_stop() {
-  local f rd
+  local f dpids=() cpids=()
   for f in "${FLAVORS[@]}"; do
-    rd=$(rundir "$f")
-    stop_pid "$f dockerd" "$rd/docker.pid" "$ROOT/usr/sbin/dockerd"
-    stop_pid "$f containerd" "$rd/containerd/containerd.pid" "$ROOT/usr/bin/containerd"
-    rm -f "$rd/containerd/containerd.pid"
+    dpids+=("$(rundir "$f")/docker.pid")
+    cpids+=("$(rundir "$f")/containerd/containerd.pid")
   done
+  # The dockerds first: they need their containerd to stop their containers.
+  stop_all "$ROOT/usr/sbin/dockerd" "${dpids[@]}"
+  # dockerd bind-mounts its data root onto itself (to set mount propagation) and undoes that
+  # on a clean exit only: after a crash or SIGKILL the mount stays, and `rm -rf` of the data
+  # fails with "Device or resource busy". Our dockerds are gone now, so drop any such mount.
+  for f in "${FLAVORS[@]}"; do
+    if mountpoint -q "$DATA/$f/docker"; then
+      umount "$DATA/$f/docker" && say "$f: unmounted the leftover bind mount of $DATA/$f/docker"
+    fi
+  done
+  stop_all "$ROOT/usr/bin/containerd" "${cpids[@]}"
+  rm -f "${cpids[@]}"
 }
 
 cmd_status() {
@@ -349,6 +390,7 @@ cmd_status() {
       say "$f: containerd pid $pid, socket $(ctrd_sock "$f")"
     else
       say "$f: containerd not running"
+      rc=1
     fi
     if info=$(docker -H "unix://$(docker_sock "$f")" info \
         --format '{{.ServerVersion}} driver={{.Driver}} {{range .DriverStatus}}{{index . 0}}={{index . 1}} {{end}}' 2>/dev/null); then

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util'
 import { createWriteStream, readFileSync } from 'node:fs'
-import { rename, rm } from 'node:fs/promises'
+import { rename, rm, stat } from 'node:fs/promises'
 import { once } from 'node:events'
 import { count, flatten, type FlattenResult, type Progress } from './pipeline.js'
 import type { MethodChoice } from './plan.js'
@@ -135,21 +135,25 @@ function progressBar(enabled: boolean) {
 
 /**
  * An archive file written under a temporary name and renamed into place only when complete, so
- * an interrupted run never leaves a truncated archive under the name asked for.
+ * an interrupted run never leaves a truncated archive under the name asked for. A path that is
+ * not a regular file (/dev/null, a fifo, /dev/stdout) is written in place: renaming over it
+ * would replace the device.
  */
 async function archiveFile(path: string) {
-  const partial = `${path}.dflatten-partial`
+  const existing = await stat(path).catch(() => null)
+  const inPlace = existing !== null && !existing.isFile()
+  const partial = inPlace ? path : `${path}.dflatten-partial`
   const stream = createWriteStream(partial, { mode: 0o644 })
   await once(stream, 'open')
   let committed = false
   return {
     stream,
     commit: async () => {
-      await rename(partial, path)
+      if (!inPlace) await rename(partial, path)
       committed = true
     },
     discard: async () => {
-      if (!committed) await rm(partial, { force: true })
+      if (!committed && !inPlace) await rm(partial, { force: true })
     },
   }
 }

@@ -8,6 +8,7 @@ import { compareFs, configOf, exportFs } from './helpers/export.js'
 import { docker, imageExists, inspect, removeImage } from './helpers/docker.js'
 import { BIN, chain, dflatten, leftovers } from './helpers/cli.js'
 import { execa } from 'execa'
+import { lstat } from 'node:fs/promises'
 import { fingerprint, layerDirs } from './helpers/storage.js'
 
 const base = await buildBase()
@@ -131,6 +132,9 @@ t.test('--output writes an archive that docker load turns into the same image', 
   t.equal(direct.exitCode, 0)
   t.equal(loaded.Id, (await inspect('dft-result-direct:1')).Id)
   await docker(['image', 'rm', 'dft-result-file:1', 'dft-result-direct:1'])
+  const devNull = await dflatten([ref, '-t', 'dft-result-file:1', '--output', '/dev/null', '-q'])
+  t.equal(devNull.exitCode, 0)
+  t.ok((await lstat('/dev/null')).isCharacterDevice(), '--output /dev/null writes into the device, never over it')
   await clean(t)
 })
 
