@@ -125,19 +125,33 @@ export async function findImage(ref: string): Promise<ImageInspect | null> {
   }
 }
 
+/**
+ * Inspect the images listed, skipping any that someone removed between the listing and now:
+ * on a shared host images come and go while we look.
+ */
+async function inspectListed(ids: string[]): Promise<ImageInspect[]> {
+  try {
+    return await inspectImages(ids)
+  } catch (e) {
+    if (!(e instanceof DflattenError && e.message.startsWith('image not found'))) throw e
+    const one = await Promise.all(ids.map((id) => findImage(id)))
+    return one.filter((i): i is ImageInspect => i !== null)
+  }
+}
+
+async function listImages(all: boolean): Promise<ImageInspect[]> {
+  const out = await docker(['image', 'ls', ...(all ? ['--all'] : []), '--no-trunc', '--format', '{{.ID}}'])
+  return inspectListed([...new Set(out.split('\n').filter(Boolean))])
+}
+
 /** Every local image that has at least one tag, with its inspect data. */
 export async function taggedImages(): Promise<ImageInspect[]> {
-  const out = await docker(['image', 'ls', '--no-trunc', '--format', '{{.ID}}'])
-  const ids = [...new Set(out.split('\n').filter(Boolean))]
-  const images = await inspectImages(ids)
-  return images.filter((i) => (i.RepoTags ?? []).length > 0)
+  return (await listImages(false)).filter((i) => (i.RepoTags ?? []).length > 0)
 }
 
 /** Every local image, tagged or not (for the cache lookup). */
 export async function allImages(): Promise<ImageInspect[]> {
-  const out = await docker(['image', 'ls', '--all', '--no-trunc', '--format', '{{.ID}}'])
-  const ids = [...new Set(out.split('\n').filter(Boolean))]
-  return inspectImages(ids)
+  return listImages(true)
 }
 
 export async function tagImage(id: string, ref: string): Promise<void> {
