@@ -87,7 +87,7 @@ export async function findCached(plan: Plan): Promise<string | null> {
     const layers = img.RootFS.Layers ?? []
     if (layers.length !== want.length + 1 || img.Created !== plan.source.created) continue
     if (!want.every((d, i) => layers[i] === d)) continue
-    if ((await lastHistoryComment(img.Id)) === plan.marker) return img.Id
+    if ((await lastHistoryComment(img.Id).catch(() => '')) === plan.marker) return img.Id
   }
   return null
 }
