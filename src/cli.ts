@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { createWriteStream, readFileSync } from 'node:fs'
 import { rename, rm, stat } from 'node:fs/promises'
 import { once } from 'node:events'
+import { Writable } from 'node:stream'
 import { count, flatten, type FlattenResult, type Progress } from './pipeline.js'
 import type { MethodChoice } from './plan.js'
 import { DflattenError, Interrupted, isDflattenError } from './errors.js'
@@ -72,6 +73,20 @@ export function report(r: FlattenResult): string {
   }
   lines.push(`${how[r.outcome]}: ${r.target} ${r.imageId}`)
   return lines.join('\n')
+}
+
+/**
+ * stdout as the end of a pipeline. Piping into process.stdout directly never finishes when stdout
+ * is a file (/dev/null, a redirect): Node keeps that stream open for good. This writes each chunk
+ * and moves on once it is flushed, and finishes without closing stdout.
+ */
+export function stdoutSink(): Writable {
+  return new Writable({
+    highWaterMark: 1024 * 1024,
+    write(chunk: Buffer, _enc, cb) {
+      process.stdout.write(chunk, (err) => cb(err ?? null))
+    },
+  })
 }
 
 /** Abort on SIGINT/SIGTERM; the run then cleans up and exits with 130/143. */
@@ -210,7 +225,7 @@ async function mainFlatten(argv: string[]): Promise<number> {
       noCache: values['no-cache'],
       verbose: values.verbose,
       signal: ac.signal,
-      output: toStdout ? process.stdout : (file?.stream ?? undefined),
+      output: toStdout ? stdoutSink() : (file?.stream ?? undefined),
       log: quiet ? undefined : (line) => bar.clear() && process.stderr.write(`dflatten: ${line}\n`),
       onProgress: (p) => bar.update(p),
     })

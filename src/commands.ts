@@ -20,7 +20,7 @@ import { cleanupAll, destroy, release, track } from './cleanup.js'
 import { abandonedWorkspaces, writeOwner, mountsUnder, workRoot } from './workspace.js'
 import { pumpAll } from './pipeline.js'
 import { DflattenError } from './errors.js'
-import { abortOnSignals } from './cli.js'
+import { abortOnSignals, stdoutSink } from './cli.js'
 
 export const STAGE_COMMANDS = ['resolve', 'mount', 'diff', 'pack', 'load', 'cleanup']
 
@@ -133,7 +133,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
         const doc = expectDoc(await readDoc(stage), 'diffed', stage)
         track(doc.workspace.dir)
         if (values.keep) release(doc.workspace.dir)
-        await pumpAll([Readable.from([doc]), packStage({ keep: values.keep, signal: ac.signal }), process.stdout], ac.signal)
+        await pumpAll([Readable.from([doc]), packStage({ keep: values.keep, signal: ac.signal }), stdoutSink()], ac.signal)
         return 0
       }
       case 'load': {

@@ -117,6 +117,14 @@ t.test('the stage commands piped by hand give the same image as the one-shot com
   t.equal(r.exitCode, 0, r.stderr)
   t.equal((await inspect('dft-result-chain:1')).Id, (await inspect('dft-result-oneshot:1')).Id)
   await clean(t)
+
+  // pack into a file (stdout is then a file, which Node never closes: the run must still end).
+  await docker(['image', 'rm', 'dft-result-chain:1'])
+  const toFile = await execa('bash', ['-o', 'pipefail', '-c', `node ${BIN} resolve ${ref} -t dft-result-chain:1 | node ${BIN} mount | node ${BIN} diff | node ${BIN} pack > /tmp/dft-pack.tar`], { reject: false, timeout: 120_000 })
+  t.equal(toFile.exitCode, 0, String(toFile.stderr))
+  await docker(['load', '-i', '/tmp/dft-pack.tar'])
+  t.equal((await inspect('dft-result-chain:1')).Id, (await inspect('dft-result-oneshot:1')).Id, 'docker load of the packed file gives the same image')
+  await clean(t)
   await removeImage('dft-result-chain:1')
   await removeImage('dft-result-oneshot:1')
 })
