@@ -36,7 +36,7 @@ echo "== before: dflatten-demo:1"
 docker history dflatten-demo:1 --format 'table {{.Size}}\t{{.CreatedBy}}' | cut -c1-100
 echo
 echo "== dflatten dflatten-demo:1"
-node bin/dflatten.js dflatten-demo:1
+bin/dflatten.js dflatten-demo:1
 echo
 echo "== after: dflatten-demo_flatten:1"
 docker history dflatten-demo_flatten:1 --format 'table {{.Size}}\t{{.CreatedBy}}' | cut -c1-100

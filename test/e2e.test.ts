@@ -120,7 +120,7 @@ t.test('the stage commands piped by hand give the same image as the one-shot com
 
   // pack into a file (stdout is then a file, which Node never closes: the run must still end).
   await docker(['image', 'rm', 'dft-result-chain:1'])
-  const toFile = await execa('bash', ['-o', 'pipefail', '-c', `node ${BIN} resolve ${ref} -t dft-result-chain:1 | node ${BIN} mount | node ${BIN} diff | node ${BIN} pack > /tmp/dft-pack.tar`], { reject: false, timeout: 120_000 })
+  const toFile = await execa('bash', ['-o', 'pipefail', '-c', `${BIN} resolve ${ref} -t dft-result-chain:1 | ${BIN} mount | ${BIN} diff | ${BIN} pack > /tmp/dft-pack.tar`], { reject: false, timeout: 120_000 })
   t.equal(toFile.exitCode, 0, String(toFile.stderr))
   await docker(['load', '-i', '/tmp/dft-pack.tar'])
   t.equal((await inspect('dft-result-chain:1')).Id, (await inspect('dft-result-oneshot:1')).Id, 'docker load of the packed file gives the same image')
@@ -183,14 +183,14 @@ t.test('as a user who may use the docker socket but is not root, auto picks save
   await execa('bash', ['-c', 'getent group docker >/dev/null || groupadd docker; chgrp docker /var/run/docker.sock; chmod g+rw /var/run/docker.sock; id dft-user >/dev/null 2>&1 || useradd -M -G docker dft-user'])
   const target = 'dft-result-nonroot:1'
   await removeImage(target)
-  const r = await execa('runuser', ['-u', 'dft-user', '--', 'node', BIN, images.simple, '-t', target, '--no-cache', '-v'], {
+  const r = await execa('runuser', ['-u', 'dft-user', '--', BIN, images.simple, '-t', target, '--no-cache', '-v'], {
     reject: false,
     env: { HOME: '/tmp' },
   })
   t.equal(r.exitCode, 0, String(r.stderr))
   t.match(String(r.stderr), /method save: the overlay method cannot work: it must run as root/, 'auto says why it picked save')
   t.same(compareFs(await exportFs(images.simple), await exportFs(target)), [], 'the result is right')
-  const refused = await execa('runuser', ['-u', 'dft-user', '--', 'node', BIN, images.simple, '-t', target, '-m', 'overlay'], { reject: false })
+  const refused = await execa('runuser', ['-u', 'dft-user', '--', BIN, images.simple, '-t', target, '-m', 'overlay'], { reject: false })
   t.not(refused.exitCode, 0)
   t.match(String(refused.stderr), /--method overlay cannot work here: it must run as root.*use --method save/)
   await removeImage(target)

@@ -12,7 +12,7 @@ const target = 'dft-result-large:1'
 
 t.test('2 GB file and 100,000 files', async (t) => {
   await removeImage(target)
-  const r = await execa('/usr/bin/time', ['-f', 'maxrss=%M', 'node', BIN, large, '-t', target, '--no-cache'], { reject: false })
+  const r = await execa('/usr/bin/time', ['-f', 'maxrss=%M', BIN, large, '-t', target, '--no-cache'], { reject: false })
   t.equal(r.exitCode, 0, String(r.stderr))
   const rss = Number(/maxrss=(\d+)/.exec(String(r.stderr))?.[1] ?? 0)
   t.comment(`dflatten peak RSS: ${(rss / 1024).toFixed(0)} MB`)

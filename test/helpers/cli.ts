@@ -1,4 +1,5 @@
-// Run the real CLI as a user would, and look at what a run leaves on the host.
+// Run the real CLI as a user would (the executable itself, shebang and all), and look at what a
+// run leaves on the host.
 import { execa, type ResultPromise } from 'execa'
 import { readFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -13,18 +14,18 @@ export interface CliResult {
 }
 
 export async function dflatten(args: string[], opts: { env?: Record<string, string> } = {}): Promise<CliResult> {
-  const r = await execa('node', [BIN, ...args], { reject: false, env: opts.env })
+  const r = await execa(BIN, args, { reject: false, env: opts.env })
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }
 }
 
 /** Start the CLI without waiting, to signal it mid-run. */
 export function spawnDflatten(args: string[]): ResultPromise {
-  return execa('node', [BIN, ...args], { reject: false })
+  return execa(BIN, args, { reject: false })
 }
 
 /** A shell pipeline of stage commands, e.g. `resolve X | mount | diff | pack | load`. */
 export async function chain(stages: string[], env?: Record<string, string>): Promise<CliResult> {
-  const cmd = stages.map((s) => `node ${BIN} ${s}`).join(' | ')
+  const cmd = stages.map((s) => `${BIN} ${s}`).join(' | ')
   const r = await execa('bash', ['-o', 'pipefail', '-c', cmd], { reject: false, env })
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }
 }
