@@ -3,7 +3,7 @@
 import t from 'tap'
 import { readTar, cleanMemberName } from '../src/tar-read.js'
 import { layerStream } from '../src/archive.js'
-import { mergeLayers, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
+import { BaseContent, mergeLayers, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
 import type { LayerEntry } from '../src/entry.js'
 
 async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
@@ -178,7 +178,9 @@ t.test('merging layers has the same effect on any base as applying them one by o
       const layer: SavedLayer = { member: `m${j}`, diffId: `d${j}`, digest: `d${j}`, size: 0, gzip: false, position: count - j }
       layers.push({ layer, entries: asIndexed(raw), raw })
     }
-    const merged = mergeLayers(layers)
+    const known = new BaseContent()
+    for (const p of base.keys()) known.add(p)
+    const merged = mergeLayers(layers, seed % 2 ? known : undefined)
     const flat = new Map(base)
     const contentOf = (e: LayerEntry): string | undefined => {
       if (!e.from) return undefined
@@ -211,3 +213,21 @@ function whiteName(p: string): string {
 function opqName(p: string): string {
   return p ? `${p}/.wh..wh..opq` : '.wh..wh..opq'
 }
+
+t.test('with the base known, nothing hides what the base never had', async (t) => {
+  const layer = (member: string, position: number): SavedLayer => ({ member, diffId: member, digest: member, size: 0, gzip: false, position })
+  const e = (name: string, type: string, index: number): IndexedEntry => ({
+    name: Buffer.from(name), type, mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0, linkname: Buffer.alloc(0), devmajor: 0, devminor: 0, xattrs: [], index,
+  })
+  const layers = [
+    { layer: layer('l1', 0), entries: [e('tmp', '5', 0), e('tmp/scratch', '0', 1), e('etc', '5', 2), e('etc/conf', '0', 3)] },
+    { layer: layer('l2', 1), entries: [e('tmp', '5', 0), e('tmp/.wh.scratch', '0', 1), e('etc', '5', 2), e('etc/.wh.conf', '0', 3), e('new', '5', 4), e('new/.wh..wh..opq', '0', 5)] },
+  ]
+  const base = new BaseContent()
+  base.add('etc')
+  base.add('etc/conf')
+  base.add('tmp')
+  const names = (entries: LayerEntry[]): string[] => entries.map((x) => `${x.kind} ${x.path.toString()}`)
+  t.same(names(mergeLayers(layers, base)), ['dir etc', 'whiteout etc/conf', 'dir new', 'dir tmp'])
+  t.same(names(mergeLayers(layers)), ['dir etc', 'whiteout etc/conf', 'dir new', 'opaque new', 'dir tmp', 'whiteout tmp/scratch'], 'unknown base: keep them all')
+})

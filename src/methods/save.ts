@@ -49,6 +49,25 @@ export interface SaveIndex {
   /** Small non-layer members (JSON), by name. */
   files: Map<string, Buffer>
   symlinks: Map<string, string>
+  /** What the base's layers hold, to leave out whiteouts and opaque markers that hide nothing. */
+  base: BaseContent
+}
+
+/** Paths in the base's layers (a superset of the base's filesystem: its own whiteouts ignored). */
+export class BaseContent {
+  private readonly paths = new Set<string>()
+  private readonly parents = new Set<string>()
+  add(path: string): void {
+    this.paths.add(path)
+    for (let i = path.lastIndexOf('/'); i > 0; i = path.lastIndexOf('/', i - 1)) this.parents.add(path.slice(0, i))
+    this.parents.add('')
+  }
+  has(path: string): boolean {
+    return this.paths.has(path)
+  }
+  hasUnder(dir: string): boolean {
+    return this.parents.has(dir)
+  }
 }
 
 async function* hashing(source: AsyncIterable<Buffer>, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
@@ -122,8 +141,8 @@ async function drive<T, R>(gen: AsyncGenerator<T, R>, each: (v: T) => void | Pro
 }
 
 /** Pass 1: index a `docker save` stream, keeping entries of the layers whose diff ids are in `keep`. */
-export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>): Promise<SaveIndex> {
-  const index: SaveIndex = { layers: new Map(), entries: new Map(), files: new Map(), symlinks: new Map() }
+export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>, base: Set<string> = new Set()): Promise<SaveIndex> {
+  const index: SaveIndex = { layers: new Map(), entries: new Map(), files: new Map(), symlinks: new Map(), base: new BaseContent() }
   let position = 0
   for await (const member of readTar(source)) {
     const name = cleanMemberName(member.name).toString('latin1')
@@ -136,6 +155,9 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
       const blob = await drive(blobEntries(all, gzip), (e) => void kept.push({ ...headerOf(e), index: e.index }))
       index.layers.set(name, { member: name, ...blob, gzip, position: position++ })
       if (keep.has(blob.diffId)) index.entries.set(blob.diffId, kept)
+      if (base.has(blob.diffId)) {
+        for (const e of kept) if (!baseName(e.name.toString('latin1')).startsWith(WHITEOUT_PREFIX)) index.base.add(e.name.toString('latin1'))
+      }
     } else if (member.size <= MAX_JSON) {
       const chunks: Buffer[] = []
       for await (const c of all) chunks.push(c)
@@ -268,7 +290,7 @@ function baseName(p: string): string {
  * effect on the base. Within a layer, whiteouts and opaque markers act on the layers below it
  * only, so they are applied before the layer's own entries.
  */
-export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedEntry[] }>): LayerEntry[] {
+export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedEntry[] }>, base?: BaseContent): LayerEntry[] {
   const root: Node = {}
   for (const { layer, entries } of layers) {
     for (const e of entries) {
@@ -315,7 +337,7 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedE
       }
     }
   }
-  return layerOrder(root)
+  return layerOrder(root, base)
 }
 
 const KIND: Record<string, LayerEntry['kind']> = {
@@ -353,7 +375,7 @@ function toEntry(m: Merged): LayerEntry | null {
  * precede their contents and an opaque marker follows its directory); then the files with
  * content in the order the save stream delivers them; then the extra names of hardlinked files.
  */
-function layerOrder(root: Node): LayerEntry[] {
+function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
   const meta: LayerEntry[] = []
   type Group = { source: { layer: SavedLayer; index: number }; members: Array<[Buffer, Merged]> }
   const groups = new Map<string, Group>()
@@ -365,11 +387,11 @@ function layerOrder(root: Node): LayerEntry[] {
       const g = groups.get(key) ?? { source, members: [] }
       g.members.push([Buffer.from(path, 'latin1'), m])
       groups.set(key, g)
-    } else if (m) {
+    } else if (m && !(m.whiteout && base && !base.has(path))) {
       const e = toEntry(m)
       if (e) meta.push(e)
     }
-    if (n.opaque && (path === '' || m?.header.type === '5')) {
+    if (n.opaque && (path === '' || m?.header.type === '5') && (!base || base.hasUnder(path))) {
       meta.push({ ...whiteoutEntry(Buffer.from(path, 'latin1')), kind: 'opaque' })
     }
     for (const k of [...(n.kids?.keys() ?? [])].sort()) walk(n.kids!.get(k)!, path ? `${path}/${k}` : k)

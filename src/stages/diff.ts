@@ -21,7 +21,7 @@ async function savedDifference(
 ): Promise<{ doc: Mounted; entries: LayerEntry[]; members: Record<string, string> }> {
   const above = new Set(m.source.layers.slice(m.base.layers.length))
   const child = dockerSave(m.source.id, signal)
-  const index = await indexSave(child.stdout!, above).catch(async (e: unknown) => {
+  const index = await indexSave(child.stdout!, above, new Set(m.base.layers)).catch(async (e: unknown) => {
     child.kill()
     await child.catch(() => undefined)
     throw e
@@ -34,7 +34,10 @@ async function savedDifference(
   }
   const config = JSON.parse(image.config.toString('utf8')) as { history?: Array<{ empty_layer?: boolean }> }
   const k = m.base.layers.length
-  const entries = mergeLayers(image.layers.slice(k).map((layer) => ({ layer, entries: index.entries.get(layer.diffId) ?? [] })))
+  const entries = mergeLayers(
+    image.layers.slice(k).map((layer) => ({ layer, entries: index.entries.get(layer.diffId) ?? [] })),
+    index.base,
+  )
   return {
     doc: {
       ...m,
