@@ -223,7 +223,7 @@ function workDockerfile(s: WorkSizes, scale: number): string {
     // 5. a hardlink to a lower layer's file, and a renamed directory.
     ['ln /data/assets.bin /data/assets.hardlink', 'mv /opt/usr-copy-1 /opt/usr-renamed'],
     // 6. clean up: the build cache deleted, some sources deleted, a last artefact added.
-    ['rm -rf /root/.cache', 'rm -f /srv/app/src/fa*', random('/data/extra.bin', kib(s.extra, scale))],
+    ['rm -rf /root/.cache', "find /srv/app/src -name 'fa*' -delete", random('/data/extra.bin', kib(s.extra, scale))],
   ]
   return [
     `FROM ${BASE_REF}`,
