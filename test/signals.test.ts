@@ -1,12 +1,13 @@
 // Interrupting a flatten at each point leaves the host as it was: no mounts, no work dirs, no
 // result tagged. After kill -9, `dflatten cleanup` removes what was left, and only that.
 import t from 'tap'
-import { buildBulk } from './helpers/images.js'
+import { buildBulk, buildLarge } from './helpers/images.js'
 import { imageExists, removeImage } from './helpers/docker.js'
 import { chain, dflatten, leftovers, spawnDflatten, waitFor, WORK_DIR } from './helpers/cli.js'
 import { readFile } from 'node:fs/promises'
 
 const bulk = await buildBulk()
+const large = await buildLarge()
 const target = 'dft-result-signal:1'
 
 async function mountCount(): Promise<number> {
@@ -45,24 +46,25 @@ for (const [when, extra, ready] of points) {
   }
 }
 
-t.test('kill -9 in the middle of diff, then dflatten cleanup', async (t) => {
-  const run = await startUntil([bulk, '-t', target, '--no-cache', '--method', 'overlay-copy'], async () => (await mountCount()) >= 2)
-  t.ok(run.ok)
-  run.child.kill('SIGKILL')
-  await run.child
-  t.ok((await leftovers()).mounts.length > 0, 'kill -9 leaves mounts (nothing can catch it)')
-
-  // A live run beside it must not be touched by cleanup.
+t.test('kill -9 in the middle of diff, then dflatten cleanup, beside a live run', async (t) => {
+  // The victim copies 2 GB, so it is still in diff while the live run starts and mounts.
+  const victim = await startUntil([large, '-t', target, '--no-cache', '--method', 'overlay-copy'], async () => (await mountCount()) >= 2)
+  t.ok(victim.ok, 'the victim is in diff')
   const live = await startUntil([bulk, '-t', 'dft-result-live:1', '--no-cache', '--method', 'overlay-copy'], async () => (await mountCount()) >= 4)
-  t.ok(live.ok, 'a second run is mounted')
+  t.ok(live.ok, 'a second run is mounted beside it')
+  victim.child.kill('SIGKILL')
+  await victim.child
+  t.ok((await leftovers()).mounts.length >= 2, 'kill -9 leaves mounts (nothing can catch it)')
+
   const c = await dflatten(['cleanup'])
   t.equal(c.exitCode, 0)
-  t.match(c.stdout, /removing .*dflatten-/, 'cleanup says what it removes')
+  t.match(c.stdout, /removing .*dflatten-\w+ \(2 mounts\)/, 'cleanup says what it removes')
   t.equal((c.stdout.match(/removing/g) ?? []).length, 1, 'exactly the dead run is removed')
   const r = await live.child
   t.equal(r.exitCode, 0, 'the live run finishes normally')
   t.ok(await imageExists('dft-result-live:1'))
   t.same(await leftovers(), { mounts: [], dirs: [] }, 'nothing left after both')
+  t.notOk(await imageExists(target), 'the killed run tagged nothing')
   await removeImage('dft-result-live:1')
   t.match((await dflatten(['cleanup'])).stdout, /nothing to clean up/)
 })
