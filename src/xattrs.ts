@@ -12,7 +12,7 @@ export type XattrMap = Map<string, Map<string, Buffer>>
 function unescapeOctal(b: Buffer): Buffer {
   const out: number[] = []
   for (let i = 0; i < b.length; i++) {
-    if (b[i] === 0x5c && i + 3 < b.length + 0 && /^[0-7]{3}$/.test(b.toString('latin1', i + 1, i + 4))) {
+    if (b[i] === 0x5c && i + 3 < b.length && /^[0-7]{3}$/.test(b.toString('latin1', i + 1, i + 4))) {
       out.push(parseInt(b.toString('latin1', i + 1, i + 4), 8))
       i += 3
     } else {
@@ -59,25 +59,18 @@ export function parseGetfattr(out: Buffer, root: string): XattrMap {
   return map
 }
 
+const MISSING = 'getfattr is not installed; dflatten needs it to read xattrs (apt-get install attr)'
+
 export async function readTreeXattrs(root: string): Promise<XattrMap> {
-  try {
-    const r = await execa('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], {
-      encoding: 'buffer',
-      env: { LC_ALL: 'C' },
-      maxBuffer: 1024 * 1024 * 1024,
-      reject: false,
-    })
-    if ((r as { code?: string }).code === 'ENOENT' || r.failed && r.exitCode === undefined) {
-      throw new DflattenError('getfattr is not installed; dflatten needs it to read xattrs (apt-get install attr)')
-    }
-    if (r.exitCode !== 0) {
-      throw new DflattenError(`getfattr failed on ${root}: ${Buffer.from(r.stderr).toString().trim().split('\n')[0]}`)
-    }
-    return parseGetfattr(Buffer.from(r.stdout), root)
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') {
-      throw new DflattenError('getfattr is not installed; dflatten needs it to read xattrs (apt-get install attr)')
-    }
-    throw e
+  const r = await execa('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], {
+    encoding: 'buffer',
+    env: { LC_ALL: 'C' },
+    maxBuffer: 1024 * 1024 * 1024,
+    reject: false,
+  })
+  if ((r as { code?: string }).code === 'ENOENT') throw new DflattenError(MISSING)
+  if (r.exitCode !== 0) {
+    throw new DflattenError(`getfattr failed on ${root}: ${Buffer.from(r.stderr).toString().trim().split('\n')[0]}`)
   }
+  return parseGetfattr(Buffer.from(r.stdout), root)
 }
