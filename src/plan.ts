@@ -67,6 +67,8 @@ export interface Diffed extends Omit<Mounted, 'dflatten'> {
   diff: EntryCounts
   /** The layer's entries, one JSON object a line, in layer order. */
   entries: string
+  /** The exact byte size of the layer tar those entries make. */
+  layerSize: number
   /** save method: the layer blobs pack reads content from, member name -> diff id. */
   saveMembers?: Record<string, string>
 }

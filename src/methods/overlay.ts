@@ -11,7 +11,8 @@
  * opaque or replaced it (by a file, or a whiteout and a new directory). For those directories
  * alone, the base view's entries that the source view lacks get whiteouts.
  */
-import { lstat, readdir } from 'node:fs/promises'
+import { readdir } from 'node:fs/promises'
+import { lstatSync, type BigIntStats } from 'node:fs'
 import type { LayerEntry } from '../entry.js'
 import { DflattenError } from '../errors.js'
 import { isOverlayOpaque, isReservedName } from '../whiteout.js'
@@ -60,11 +61,16 @@ export interface DirectViews {
   baseView: string
 }
 
-async function lstatOrNull(p: Buffer) {
+/**
+ * Synchronous: one lstat per touched path, where thread-pool round trips would cost more.
+ * Missing (ENOENT), or under something that is not a directory there (ENOTDIR): null.
+ */
+function lstatOrNull(p: Buffer): BigIntStats | null {
   try {
-    return await lstat(p, { bigint: true })
-  } catch {
-    return null
+    return lstatSync(p, { bigint: true, throwIfNoEntry: false }) ?? null
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return null
+    throw e
   }
 }
 
@@ -79,7 +85,7 @@ export async function* directEntries(views: DirectViews, layersAbove: string[]):
   async function* walk(rel: Buffer | null, node: Node): AsyncGenerator<LayerEntry> {
     const names = new Set(node.children?.keys())
     if (node.replaced) {
-      const inBase = await lstatOrNull(under(base, rel))
+      const inBase = lstatOrNull(under(base, rel))
       if (inBase?.isDirectory()) {
         const now = new Set((await readdir(under(src, rel), { encoding: 'latin1' })) as string[])
         for (const n of (await readdir(under(base, rel), { encoding: 'latin1' })) as string[]) {
@@ -91,9 +97,9 @@ export async function* directEntries(views: DirectViews, layersAbove: string[]):
     for (const key of [...names].sort()) {
       const name = Buffer.from(key, 'latin1')
       const path = joinPath(rel, name)
-      const st = await lstatOrNull(under(src, path))
+      const st = lstatOrNull(under(src, path))
       if (!st) {
-        if (await lstatOrNull(under(base, path))) yield whiteoutEntry(path)
+        if (lstatOrNull(under(base, path))) yield whiteoutEntry(path)
         continue
       }
       if (isReservedName(name)) {

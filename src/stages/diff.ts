@@ -11,6 +11,7 @@ import { directEntries } from '../methods/overlay.js'
 import { copyDifference, upperDirEntries } from '../methods/overlay-copy.js'
 import { indexSave, mergeLayers, savedImage } from '../methods/save.js'
 import { dockerSave } from '../docker.js'
+import { EMPTY_LAYER_BYTES, entryTarBytes } from '../archive.js'
 import { DflattenError } from '../errors.js'
 import { objectStage, type StageContext } from './stream.js'
 
@@ -84,9 +85,17 @@ export async function diff(doc: unknown, ctx: StageContext = {}): Promise<Diffed
   } else {
     entries = directEntries(ws, layersAbove)
   }
+  // The layer's size is summed on the way, so pack can stream without reading the entries twice.
+  let layerSize = EMPTY_LAYER_BYTES
+  const sized = (async function* () {
+    for await (const e of entries) {
+      layerSize += entryTarBytes(e)
+      yield e
+    }
+  })()
   const file = join(ws.dir, 'entries')
-  const counts = await writeEntries(file, entries, ctx.signal)
-  return { ...m, dflatten: 'diffed', diff: counts, entries: file, ...(saveMembers ? { saveMembers } : {}) }
+  const counts = await writeEntries(file, sized, ctx.signal)
+  return { ...m, dflatten: 'diffed', diff: counts, entries: file, layerSize, ...(saveMembers ? { saveMembers } : {}) }
 }
 
 export function diffStage(ctx: StageContext = {}): Transform {

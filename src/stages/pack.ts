@@ -7,7 +7,7 @@ import { Duplex, type Readable } from 'node:stream'
 import { readEntries } from '../entry.js'
 import { dockerSave } from '../docker.js'
 import { SaveContent } from '../methods/save.js'
-import { imageArchive, layerSize, layerStream, type ImageArchiveResult } from '../archive.js'
+import { imageArchive, layerStream, type ImageArchiveResult } from '../archive.js'
 import { expectDoc, type Diffed } from '../plan.js'
 import { destroy } from '../cleanup.js'
 
@@ -43,11 +43,11 @@ export function flattenedConfig(d: Diffed, diffId: string): object {
 }
 
 /**
- * The image archive for a diffed workspace, as a stream. The entries file is read twice: once
- * for the layer's exact size, once to stream it.
+ * The image archive for a diffed workspace, as a stream. diff worked out the layer's exact size;
+ * imageArchive checks that the bytes streamed match it.
  */
 export async function pack(d: Diffed, opts: PackOptions = {}): Promise<Readable> {
-  const size = await layerSize(readEntries(d.entries))
+  const size = d.layerSize
   opts.onSize?.(size)
   return imageArchive({
     baseLayers: d.baseDescriptors,
