@@ -30,10 +30,10 @@ interface Node {
 /** The paths the layers above the base hold, as a tree, with what the xattrs of each layer say. */
 export async function touchedPaths(layersAbove: string[]): Promise<{ tree: Node; xattrs: XattrMap[] }> {
   const tree: Node = { children: new Map(), top: -1, replaced: false }
-  const xattrs: XattrMap[] = []
+  // getfattr walks each layer in its own process, beside our own walk of the same dirs.
+  const xattrs: XattrMap[] = await Promise.all(layersAbove.map((dir) => readTreeXattrs(dir)))
   for (const [i, dir] of layersAbove.entries()) {
-    const layerX = await readTreeXattrs(dir)
-    xattrs.push(layerX)
+    const layerX = xattrs[i]
     const walk = async (abs: Buffer, rel: Buffer | null, node: Node): Promise<void> => {
       for (const d of await readdir(abs, { encoding: 'buffer', withFileTypes: true })) {
         const name = d.name as unknown as Buffer
