@@ -308,6 +308,9 @@ export function layerStream(
       if (n > 0) {
         if (content === fileContent && n <= SMALL_FILE) {
           add(smallFileContent(e))
+        } else if (n <= SMALL_FILE) {
+          // Copied, not kept as views: a source may reuse the memory it handed out.
+          for await (const c of exactly(e, await content(e))) add(Buffer.from(c))
         } else {
           if (pendingBytes) yield take()
           yield* exactly(e, await content(e))
