@@ -149,9 +149,12 @@ export async function taggedImages(): Promise<ImageInspect[]> {
   return (await listImages(false)).filter((i) => (i.RepoTags ?? []).length > 0)
 }
 
-/** Every local image, tagged or not (for the cache lookup). */
-export async function allImages(): Promise<ImageInspect[]> {
-  return listImages(true)
+/**
+ * Every local image that is not a build step's intermediate: tagged ones and dangling ones (a
+ * loaded image that lost its tag is dangling, never intermediate). For the cache lookup.
+ */
+export async function topLevelImages(): Promise<ImageInspect[]> {
+  return listImages(false)
 }
 
 export async function tagImage(id: string, ref: string): Promise<void> {

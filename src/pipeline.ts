@@ -14,7 +14,7 @@ import { mountStage } from './stages/mount.js'
 import { diffStage } from './stages/diff.js'
 import { packStage, type PackResult } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
-import { allImages, findImage, lastHistoryComment, tagImage } from './docker.js'
+import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect } from './docker.js'
 import { cleanupAll } from './cleanup.js'
 import { abandonedWorkspaces, destroyWorkspace } from './workspace.js'
 import { DflattenError, Interrupted } from './errors.js'
@@ -83,12 +83,16 @@ export function pumpAll(streams: Array<NodeJS.ReadableStream | NodeJS.WritableSt
  */
 export async function findCached(plan: Plan): Promise<string | null> {
   const want = plan.base.layers
-  for (const img of await allImages()) {
+  const matches = async (img: ImageInspect): Promise<boolean> => {
     const layers = img.RootFS.Layers ?? []
-    if (layers.length !== want.length + 1 || img.Created !== plan.source.created) continue
-    if (!want.every((d, i) => layers[i] === d)) continue
-    if ((await lastHistoryComment(img.Id).catch(() => '')) === plan.marker) return img.Id
+    if (layers.length !== want.length + 1 || img.Created !== plan.source.created) return false
+    if (!want.every((d, i) => layers[i] === d)) return false
+    return (await lastHistoryComment(img.Id).catch(() => '')) === plan.marker
   }
+  // Most often the answer already carries the name asked for.
+  const named = await findImage(plan.target)
+  if (named && (await matches(named))) return named.Id
+  for (const img of await topLevelImages()) if (await matches(img)) return img.Id
   return null
 }
 
