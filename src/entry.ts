@@ -45,10 +45,6 @@ export interface LayerEntry {
   from?: { member: string; index: number }
 }
 
-export function comparePaths(a: Buffer, b: Buffer): number {
-  return Buffer.compare(a, b)
-}
-
 /*
  * Entries travel from diff to pack through a file in the workspace, one JSON object a line, so
  * pack can read them twice (once for the layer's size, once to stream it) with flat memory, and
