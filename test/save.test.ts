@@ -71,6 +71,16 @@ t.test('hostile or broken archives fail with a message, never silently', async (
   huge.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
   await t.rejects(read(huge.subarray(0, 512 + 1024)), /ends in the middle of a file/)
 
+  const absurd = Buffer.from(tar)
+  absurd[124] = 0x80 // GNU base-256 size: 2^60 bytes
+  absurd.fill(0, 125, 136)
+  absurd[128] = 0x10
+  for (let i = 148; i < 156; i++) absurd[i] = 0x20
+  let s2 = 0
+  for (let i = 0; i < 512; i++) s2 += absurd[i]
+  absurd.write(s2.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
+  await t.rejects(read(absurd), /an entry of \d+ bytes/, 'an absurd size is refused before anything is read')
+
   t.throws(() => cleanMemberName(Buffer.from('../../etc/passwd')), /climbs out/)
   t.throws(() => cleanMemberName(Buffer.from('a/../../b')), /climbs out/)
   t.equal(cleanMemberName(Buffer.from('./a//b/')).toString(), 'a/b')
