@@ -64,20 +64,16 @@ export function baseHistory(history: Array<{ empty_layer?: boolean }>, length: n
   return k === 0 ? [] : history.slice(0, cut + 1)
 }
 
-async function* fromArray(entries: LayerEntry[]): AsyncGenerator<LayerEntry> {
-  yield* entries
-}
-
 export async function diff(doc: unknown, ctx: StageContext = {}): Promise<Diffed> {
   let m = expectDoc(doc, 'mounted', 'dflatten diff')
   const layersAbove = m.layerDirs.slice(m.base.layers.length)
   const ws = m.workspace
-  let entries: AsyncIterable<LayerEntry>
+  let entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>
   let saveMembers: Record<string, string> | undefined
   if (m.method === 'save') {
     const saved = await savedDifference(m, ctx.signal)
     m = saved.doc
-    entries = fromArray(saved.entries)
+    entries = saved.entries
     saveMembers = saved.members
   } else if (m.method === 'overlay-copy') {
     await copyDifference(ws, layersAbove, ctx.signal)
