@@ -202,35 +202,18 @@ async function run(
   await pumpAll(stages, opts.signal)
   timings[stage] = (performance.now() - last) / 1000
   if (!packed) throw new DflattenError('the archive was not completed')
+  const p = packed as PackResult
+  const common = { ...summary(plan), diff, layerBytes: p.layerSize, timings }
   if (opts.output) {
-    const p = packed as PackResult
-    return {
-      ...summary(plan),
-      imageId: p.imageId,
-      layers: plan.base.layers.length + 1,
-      size: 0,
-      outcome: 'written',
-      diff,
-      layerBytes: p.layerSize,
-      timings,
-    }
+    return { ...common, imageId: p.imageId, layers: plan.base.layers.length + 1, size: 0, outcome: 'written' }
   }
   // The classic store names an image by its config's digest; the containerd store by its
   // manifest's. Either way the layers must be the base's plus the new one.
   const img = await findImage(plan.target)
   const layers = img?.RootFS.Layers ?? []
-  const expected = [...plan.base.layers, packed.diffId]
-  if (!img || (img.Id !== packed.imageId && layers.join() !== expected.join())) {
-    throw new DflattenError(`docker load did not give ${plan.target} the image it was sent (${packed.imageId})`)
+  const expected = [...plan.base.layers, p.diffId]
+  if (!img || (img.Id !== p.imageId && layers.join() !== expected.join())) {
+    throw new DflattenError(`docker load did not give ${plan.target} the image it was sent (${p.imageId})`)
   }
-  return {
-    ...summary(plan),
-    imageId: img.Id,
-    layers: img.RootFS.Layers?.length ?? 0,
-    size: img.Size,
-    outcome: 'flattened',
-    diff,
-    layerBytes: packed.layerSize,
-    timings,
-  }
+  return { ...common, imageId: img.Id, layers: layers.length, size: img.Size, outcome: 'flattened' }
 }
