@@ -4,7 +4,7 @@ export { resolve, resolveStage, nearestTaggedAncestor, type ResolveOptions } fro
 export { mount, mountStage } from './stages/mount.js'
 export { diff, diffStage } from './stages/diff.js'
 export { pack, packStage, flattenedConfig, type PackOptions, type PackResult } from './stages/pack.js'
-export { directEntries, touchedPaths } from './methods/overlay.js'
+export { directEntries } from './methods/overlay.js'
 export { copyDifference, upperDirEntries } from './methods/overlay-copy.js'
 export { readEntries, writeEntries } from './entry.js'
 export { loadStage, type LoadOptions } from './stages/load.js'

@@ -4,6 +4,8 @@
  * other byte as is, so names that are not UTF-8 survive the round trip.
  */
 import { execa } from 'execa'
+import type { LayerEntry } from './entry.js'
+import { keptXattrs } from './methods/stat.js'
 import { DflattenError } from './errors.js'
 
 /** Relative path (latin1, so bytes map 1:1) -> attribute name -> value. */
@@ -61,16 +63,75 @@ export function parseGetfattr(out: Buffer, root: string): XattrMap {
 
 const MISSING = 'getfattr is not installed; dflatten needs it to read xattrs (apt-get install attr)'
 
-export async function readTreeXattrs(root: string): Promise<XattrMap> {
-  const r = await execa('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], {
+const GETFATTR = ['-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names']
+
+async function getfattr(file: string, args: string[], root: string, input?: Buffer): Promise<XattrMap> {
+  const r = await execa(file, args, {
     encoding: 'buffer',
     env: { LC_ALL: 'C' },
+    input,
     maxBuffer: 1024 * 1024 * 1024,
     reject: false,
   })
   if ((r as { code?: string }).code === 'ENOENT') throw new DflattenError(MISSING)
   if (r.exitCode !== 0) {
+    if (r.exitCode === 127) throw new DflattenError(MISSING) // xargs: the command is not there
     throw new DflattenError(`getfattr failed on ${root}: ${Buffer.from(r.stderr).toString().trim().split('\n')[0]}`)
   }
   return parseGetfattr(Buffer.from(r.stdout), root)
+}
+
+/** Every xattr of every file under `root`, in one walk. */
+export async function readTreeXattrs(root: string): Promise<XattrMap> {
+  return getfattr('getfattr', ['-R', ...GETFATTR, root], root)
+}
+
+/**
+ * The xattrs of some files under `root`, by relative path. The names go through xargs on stdin,
+ * NUL-separated, since a command line cannot carry names that are not valid UTF-8.
+ */
+export async function readXattrsOf(root: string, paths: Buffer[]): Promise<XattrMap> {
+  if (!paths.length) return new Map()
+  const prefix = Buffer.from(root.endsWith('/') ? root : root + '/')
+  const list = Buffer.concat(paths.flatMap((p) => [prefix, p, NUL]))
+  return getfattr('xargs', ['-0', '-r', 'getfattr', ...GETFATTR, '--'], root, list)
+}
+
+const NUL = Buffer.from([0])
+/** Entries a getfattr run is asked about at once: few spawns, small output to hold. */
+const BATCH = 2048
+
+/**
+ * Entries with the xattrs `root` shows for them, in batches: one batch is read while the next
+ * is gathered, so the reading runs beside whatever produces the entries.
+ */
+export async function* withXattrs(entries: AsyncIterable<LayerEntry>, root: string): AsyncGenerator<LayerEntry> {
+  // A hardlink's xattrs are its target's; markers have none.
+  const asks = (e: LayerEntry): boolean => e.kind !== 'whiteout' && e.kind !== 'opaque' && e.kind !== 'hardlink'
+  const attach = async (batch: LayerEntry[]): Promise<LayerEntry[]> => {
+    const found = await readXattrsOf(root, batch.filter(asks).map((e) => e.path))
+    if (!found.size) return batch
+    return batch.map((e) => {
+      const x = asks(e) ? keptXattrs(found.get(e.path.toString('latin1'))) : undefined
+      return x ? { ...e, xattrs: x } : e
+    })
+  }
+  let pending: Promise<LayerEntry[]> | null = null
+  let batch: LayerEntry[] = []
+  try {
+    for await (const e of entries) {
+      batch.push(e)
+      if (batch.length < BATCH) continue
+      const next = attach(batch)
+      next.catch(() => undefined) // awaited below; only keeps an early failure from going unhandled
+      batch = []
+      if (pending) yield* await pending
+      pending = next
+    }
+    if (pending) yield* await pending
+    pending = null
+    yield* await attach(batch)
+  } finally {
+    await pending?.catch(() => undefined)
+  }
 }

@@ -146,6 +146,8 @@ t.test('dft-corner:1 holds every corner case', async (t) => {
     t.equal(get(corner, P.opaqueDir).type, 'directory')
     t.ok(has(P.opaqueNew))
     for (const p of P.opaqueGone) t.notOk(has(p), `${p} is gone with the old dir`)
+    t.equal(get(corner, P.emptiedDir).type, 'directory')
+    for (const p of P.emptiedGone) t.ok(base.has(key(p)) && !has(p), `${p} is gone from the emptied dir`)
     t.equal(get(corner, P.fileToDir).type, 'directory')
     t.ok(has(P.fileToDir + '/inside'))
     t.equal(get(corner, P.dirToFile).type, 'file')

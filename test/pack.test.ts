@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { upperDirEntries } from '../src/methods/overlay-copy.js'
 import { layerSize, layerStream, encodeHeader } from '../src/archive.js'
-import { readTreeXattrs } from '../src/xattrs.js'
+import { readTreeXattrs, readXattrsOf, withXattrs } from '../src/xattrs.js'
 import { readEntries, writeEntries, type LayerEntry } from '../src/entry.js'
 
 const LONG_COMPONENT = 'c'.repeat(220)
@@ -149,6 +149,43 @@ t.test('GNU tar extracts exactly the upper dir (less overlay bookkeeping)', asyn
   t.equal(linked.ino, (await lstat(join(out, 'dir/file.txt'))).ino, 'hardlinks stay one inode')
   t.equal(outX.get('opaque')?.has('trusted.overlay.opaque') ?? false, false, 'overlay xattrs never reach the layer')
   t.same(outX.get('dir/file.txt')?.get('user.binary'), Buffer.from([0x00, 0xff, 0x10, 0xfe]), 'binary xattr values survive')
+})
+
+t.test('xattrs read for a list of names are those of the whole-tree walk', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'dflatten-test-xattrs-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  await writeFile(join(dir, 'plain'), '')
+  await writeFile(join(dir, 'with\nnewline'), '')
+  await writeFile(Buffer.concat([Buffer.from(dir + '/'), BAD_UTF8]), '')
+  await writeFile(join(dir, 'none'), '')
+  await writeFile(join(dir, 'not-asked'), '')
+  // The shell makes the name's bytes: a command line from Node can only carry UTF-8.
+  await execa('sh', ['-c', `cd "$1" && setfattr -n user.a -v one plain && setfattr -n trusted.overlay.origin -v 0x00 plain &&
+    setfattr -n user.nl -v 0x0a00ff "$(printf 'with\\nnewline')" && setfattr -n user.bad -v two "$(printf 'bad-\\377\\376.bin')" &&
+    setfattr -n user.x -v three not-asked`, 'sh', dir])
+  const whole = await readTreeXattrs(dir)
+  t.equal(whole.size, 4, 'the fixture has xattrs on four names')
+  const names = [Buffer.from('plain'), Buffer.from('with\nnewline'), BAD_UTF8, Buffer.from('none')]
+  const some = await readXattrsOf(dir, names)
+  t.same([...some.keys()].sort(), ['plain', 'with\nnewline', BAD_UTF8.toString('latin1')].sort(), 'only the names asked for, only those with xattrs')
+  for (const k of some.keys()) t.same(some.get(k), whole.get(k), JSON.stringify(k))
+  t.ok(some.get(BAD_UTF8.toString('latin1'))?.get('user.bad')?.equals(Buffer.from('two')), 'a name that is not UTF-8')
+
+  // withXattrs: order kept across batches, overlayfs's own dropped, links and markers left alone.
+  const e = (path: string | Buffer, kind: LayerEntry['kind']): LayerEntry => ({ path: Buffer.from(path), kind, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0 })
+  const cycle = [e('plain', 'file'), e('plain', 'hardlink'), e('none', 'file'), e('gone', 'whiteout'), e(BAD_UTF8, 'file')]
+  const out: LayerEntry[] = []
+  for await (const x of withXattrs(Array.from({ length: 5000 }, (_, i) => cycle[i % 5]), dir)) out.push(x)
+  t.equal(out.length, 5000)
+  t.same(out.slice(-5).map((x) => x.kind), cycle.map((x) => x.kind), 'order kept')
+  t.same(out[4995].xattrs, [['user.a', Buffer.from('one')]], 'kept: not trusted.overlay.*')
+  t.notOk(out[4996].xattrs, 'a hardlink carries none')
+  t.notOk(out[4997].xattrs || out[4998].xattrs)
+  t.same(out[4999].xattrs, [['user.bad', Buffer.from('two')]])
+
+  await t.rejects(async () => {
+    for await (const _ of withXattrs([e('not-there', 'file')], dir)) void _
+  }, /getfattr failed/, 'a name that is not there fails the run')
 })
 
 t.test('entries survive the trip through the entries file', async (t) => {

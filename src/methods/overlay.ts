@@ -8,52 +8,26 @@
  * is read once, by pack, from the source view; nothing is copied or written.
  *
  * A directory can also lose base entries without a whiteout for each: when an upper layer made it
- * opaque or replaced it (by a file, or a whiteout and a new directory). For those directories
- * alone, the base view's entries that the source view lacks get whiteouts.
+ * opaque or replaced it (by a file, or a whiteout and a new directory). So for every touched
+ * directory the base has, the base view's entries that the source view lacks get whiteouts; no
+ * overlayfs marker is read, and xattrs are read only for the entries that go into the layer.
  */
-import { readdir } from 'node:fs/promises'
-import { lstatSync, type BigIntStats } from 'node:fs'
+import { lstatSync, readdirSync, type BigIntStats } from 'node:fs'
 import type { LayerEntry } from '../entry.js'
 import { DflattenError } from '../errors.js'
-import { isOverlayOpaque, isReservedName } from '../whiteout.js'
-import { readTreeXattrs, type XattrMap } from '../xattrs.js'
+import { isReservedName } from '../whiteout.js'
+import { withXattrs } from '../xattrs.js'
 import { joinPath, LinkTracker, statEntry, whiteoutEntry } from './stat.js'
 
-interface Node {
-  children: Map<string, Node> | null
-  /** Index of the topmost layer above the base that holds this path: its xattrs are the visible ones. */
-  top: number
-  /** Some layer above the base made this path opaque, a non-directory or a whiteout. */
-  replaced: boolean
-}
-
-/** The paths the layers above the base hold, as a tree, with what the xattrs of each layer say. */
-export async function touchedPaths(layersAbove: string[]): Promise<{ tree: Node; xattrs: XattrMap[] }> {
-  const tree: Node = { children: new Map(), top: -1, replaced: false }
-  // getfattr walks each layer in its own process, beside our own walk of the same dirs.
-  const xattrs: XattrMap[] = await Promise.all(layersAbove.map((dir) => readTreeXattrs(dir)))
-  for (const [i, dir] of layersAbove.entries()) {
-    const layerX = xattrs[i]
-    const walk = async (abs: Buffer, rel: Buffer | null, node: Node): Promise<void> => {
-      for (const d of await readdir(abs, { encoding: 'buffer', withFileTypes: true })) {
-        const name = d.name as unknown as Buffer
-        const key = name.toString('latin1')
-        const children = (node.children ??= new Map())
-        let child = children.get(key)
-        if (!child) children.set(key, (child = { children: null, top: i, replaced: false }))
-        child.top = i
-        const path = joinPath(rel, name)
-        if (d.isDirectory()) {
-          if (isOverlayOpaque(layerX.get(path.toString('latin1')))) child.replaced = true
-          await walk(Buffer.concat([abs, Buffer.from('/'), name]), path, child)
-        } else {
-          child.replaced = true
-        }
-      }
-    }
-    await walk(Buffer.from(dir), null, tree)
+/** The names a directory holds, or none when it is missing or not a directory there. */
+function namesIn(dir: Buffer): string[] {
+  try {
+    return readdirSync(dir, { encoding: 'latin1' })
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return []
+    throw e
   }
-  return { tree, xattrs }
 }
 
 export interface DirectViews {
@@ -61,10 +35,7 @@ export interface DirectViews {
   baseView: string
 }
 
-/**
- * Synchronous: one lstat per touched path, where thread-pool round trips would cost more.
- * Missing (ENOENT), or under something that is not a directory there (ENOTDIR): null.
- */
+/** Missing (ENOENT), or under something that is not a directory there (ENOTDIR): null. */
 function lstatOrNull(p: Buffer): BigIntStats | null {
   try {
     return lstatSync(p, { bigint: true, throwIfNoEntry: false }) ?? null
@@ -74,44 +45,63 @@ function lstatOrNull(p: Buffer): BigIntStats | null {
   }
 }
 
-/** The difference between the base view and the source view, as layer entries in order. */
-export async function* directEntries(views: DirectViews, layersAbove: string[]): AsyncGenerator<LayerEntry> {
-  const { tree, xattrs } = await touchedPaths(layersAbove)
+/**
+ * The difference between the base view and the source view, as layer entries in order, with
+ * the xattrs the source view shows (overlayfs hides its own bookkeeping there).
+ */
+export function directEntries(views: DirectViews, layersAbove: string[]): AsyncGenerator<LayerEntry> {
+  return withXattrs(touchedEntries(views, layersAbove), views.sourceView)
+}
+
+async function* touchedEntries(views: DirectViews, layersAbove: string[]): AsyncGenerator<LayerEntry> {
   const links = new LinkTracker()
   const src = Buffer.from(views.sourceView + '/')
   const base = Buffer.from(views.baseView + '/')
+  const layers = layersAbove.map((d) => Buffer.from(d + '/'))
   const under = (root: Buffer, rel: Buffer | null): Buffer => (rel ? Buffer.concat([root, rel]) : root)
 
-  async function* walk(rel: Buffer | null, node: Node): AsyncGenerator<LayerEntry> {
-    const names = new Set(node.children?.keys())
-    if (node.replaced) {
-      const inBase = lstatOrNull(under(base, rel))
-      if (inBase?.isDirectory()) {
-        const now = new Set((await readdir(under(src, rel), { encoding: 'latin1' })) as string[])
-        for (const n of (await readdir(under(base, rel), { encoding: 'latin1' })) as string[]) {
-          if (!now.has(n)) names.add(n)
-        }
+  // Only directories of the source view that some layer above the base holds are walked, one
+  // level at a time, so memory follows the depth of the tree and not its size.
+  async function* walk(rel: Buffer | null, baseHasDir: boolean, holders: Buffer[]): AsyncGenerator<LayerEntry> {
+    const touched = new Set<string>()
+    // The layers where each touched name is a directory: the only ones to look in below it.
+    const dirsIn = new Map<string, Buffer[]>()
+    for (const layer of holders) {
+      for (const d of readdirSync(under(layer, rel), { encoding: 'latin1', withFileTypes: true })) {
+        touched.add(d.name)
+        if (d.isDirectory()) dirsIn.get(d.name)?.push(layer) ?? dirsIn.set(d.name, [layer])
       }
     }
+    const before = baseHasDir ? new Set(namesIn(under(base, rel))) : null
+    // What the source view lists answers "is it there?" without an lstat: most touched paths
+    // that are gone never existed in the base (a cache written, then deleted). A directory only
+    // one layer holds, and the base lacks, is that layer's as it is: there lstat answers.
+    const now = holders.length > 1 || before?.size ? new Set(readdirSync(under(src, rel), { encoding: 'latin1' })) : null
+    // A directory loses base entries without a whiteout for each when a layer made it opaque or
+    // replaced it. Rather than read overlayfs's markers, compare what the two views list: the
+    // base's names the source view lacks get whiteouts.
+    const names = new Set(touched)
+    if (now) for (const n of before ?? []) if (!now.has(n)) names.add(n)
     // latin1 strings compare code unit by code unit, that is byte by byte.
     for (const key of [...names].sort()) {
       const name = Buffer.from(key, 'latin1')
       const path = joinPath(rel, name)
-      const st = lstatOrNull(under(src, path))
+      const full = under(src, path)
+      const st = now && !now.has(key) ? null : lstatOrNull(full)
       if (!st) {
-        if (lstatOrNull(under(base, path))) yield whiteoutEntry(path)
+        if (before?.has(key)) yield whiteoutEntry(path)
         continue
       }
+      // In both views and in no layer above the base: the base's own, unchanged.
+      if (!touched.has(key)) continue
       if (isReservedName(name)) {
         throw new DflattenError(`cannot store ${path.toString()} in a layer: names starting with .wh. mean deletions`)
       }
-      const child = node.children?.get(key)
-      if (!child) continue // in both views and untouched: cannot happen, names came from one or the other
-      const entry = await statEntry(path, under(src, path), st, xattrs[child.top]?.get(path.toString('latin1')), links)
+      const entry = await statEntry(path, full, st, undefined, links)
       if (!entry) continue
       yield entry
-      if (entry.kind === 'dir' && child.children) yield* walk(path, child)
+      if (entry.kind === 'dir') yield* walk(path, before?.has(key) ?? false, dirsIn.get(key) ?? [])
     }
   }
-  yield* walk(null, tree)
+  yield* walk(null, true, layers)
 }

@@ -51,6 +51,10 @@ const BASE_SPEC: Spec[] = [
   { path: 'data/old/a', kind: 'file', content: 'old a\n' },
   { path: 'data/old/b', kind: 'file', content: 'old b\n' },
   { path: 'data/file2dir', kind: 'file', content: 'a file that becomes a dir\n' },
+  { path: 'data/emptied', kind: 'dir' },
+  { path: 'data/emptied/a', kind: 'file', content: 'in a dir a later layer empties\n' },
+  { path: 'data/emptied/sub', kind: 'dir' },
+  { path: 'data/emptied/sub/b', kind: 'file', content: 'deeper in it\n' },
   { path: 'data/dir2file', kind: 'dir' },
   { path: 'data/dir2file/inner', kind: 'file', content: 'inside a dir that becomes a file\n' },
   { path: 'data/flip', kind: 'file', content: 'file, then dir, then file\n' },
@@ -225,6 +229,9 @@ export const CORNER_PATHS = {
   opaqueDir: '/etc/app',
   opaqueNew: '/etc/app/conf2',
   opaqueGone: ['/etc/app/conf', '/etc/app/extra', '/etc/app/sub'],
+  /** Replaced by an empty dir: an opaque dir with nothing in it in its layer. */
+  emptiedDir: '/data/emptied',
+  emptiedGone: ['/data/emptied/a', '/data/emptied/sub'],
   fileToDir: '/data/file2dir',
   dirToFile: '/data/dir2file',
   fileDirFile: '/data/flip',
@@ -294,6 +301,7 @@ const CORNER_DOCKERFILE = `FROM ${BASE}
 RUN set -e; \\
     rm /usr/share/doc/x/README; \\
     rm -r /data/old; \\
+    rm -r /data/emptied && mkdir /data/emptied; \\
     rm -r /etc/app && mkdir /etc/app && echo 'setting=2' > /etc/app/conf2; \\
     rm /data/file2dir && mkdir /data/file2dir && echo inside > /data/file2dir/inside; \\
     rm -r /data/dir2file && echo 'now a file' > /data/dir2file; \\
