@@ -421,6 +421,9 @@ export function imageArchive(input: ImageArchiveInput): Readable {
         { name: LAYER_ENTRY, size: input.layer.size, mode: 0o644, mtime: EPOCH, uid: 0, gid: 0 },
         (err) => (err ? reject(err) : resolve()),
       )
+      // A failing layer destroys the archive, which destroys this entry: its error must land
+      // here, not as an unhandled event.
+      sink.on('error', reject)
       input.layer.stream.on('error', reject)
       digester.on('error', reject)
       input.layer.stream.pipe(digester).pipe(sink)

@@ -7,7 +7,7 @@ import { mkdtemp, mkdir, writeFile, symlink, link, lstat, readFile, readdir, rm,
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { upperDirEntries } from '../src/methods/overlay-copy.js'
-import { layerSize, layerStream, encodeHeader } from '../src/archive.js'
+import { imageArchive, layerSize, layerStream, encodeHeader } from '../src/archive.js'
 import { readTreeXattrs, readXattrsOf, withXattrs } from '../src/xattrs.js'
 import { readEntries, writeEntries, type LayerEntry } from '../src/entry.js'
 
@@ -186,6 +186,19 @@ t.test('xattrs read for a list of names are those of the whole-tree walk', async
   await t.rejects(async () => {
     for await (const _ of withXattrs([e('not-there', 'file')], dir)) void _
   }, /getfattr failed/, 'a name that is not there fails the run')
+})
+
+t.test('a layer that fails mid-stream fails the archive, with its own error', async (t) => {
+  const entries: LayerEntry[] = Array.from({ length: 3 }, (_, i) => ({
+    path: Buffer.from(`f${i}`), kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 2 * 1024 * 1024,
+  }))
+  let served = 0
+  const stream = layerStream(entries, async function* () {
+    if (served++ === 1) throw new Error('the daemon went away')
+    yield Buffer.alloc(2 * 1024 * 1024)
+  })
+  const archive = imageArchive({ baseLayers: [], layer: { size: await layerSize(entries), stream }, config: () => ({}), tags: ['x:1'] })
+  await t.rejects(collect(archive), /the daemon went away/)
 })
 
 t.test('entries survive the trip through the entries file', async (t) => {
