@@ -8,8 +8,8 @@ import { createReadStream } from 'node:fs'
 import { access, readFile } from 'node:fs/promises'
 import { createGunzip } from 'node:zlib'
 import { createInterface } from 'node:readline'
-import type { Readable } from 'node:stream'
-import { execa, ExecaError } from 'execa'
+import { PassThrough, type Readable } from 'node:stream'
+import { execa, ExecaError, type ResultPromise } from 'execa'
 import { DflattenError } from './errors.js'
 
 export interface ImageInspect {
@@ -233,8 +233,17 @@ export function parseLoadOutput(out: string): LoadOutput {
 }
 
 /** A `docker save` child writing the image archive on its stdout. */
-export function dockerSave(ref: string, signal?: AbortSignal) {
-  return execa(DOCKER, ['save', ref], { stdout: 'pipe', buffer: false, cancelSignal: signal })
+/**
+ * `docker save` as a running child and its output. The output goes through a stream of our own
+ * from the start: when a child exits, Node resumes (so throws away) whatever of its stdout nobody
+ * is reading yet, and the save method's second pass starts reading only when pack reaches the
+ * first file, by which time a small image's whole tail can sit in the pipe.
+ */
+export function dockerSave(ref: string, signal?: AbortSignal): { child: ResultPromise; stdout: Readable } {
+  const child = execa(DOCKER, ['save', ref], { stdout: 'pipe', buffer: false, cancelSignal: signal })
+  const stdout = child.stdout.pipe(new PassThrough({ highWaterMark: 1024 * 1024 }))
+  child.stdout.on('error', (e) => stdout.destroy(e))
+  return { child, stdout }
 }
 
 /** How many history entries an image's config has (metadata steps included). */

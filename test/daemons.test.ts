@@ -44,7 +44,7 @@ if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
           const target = `dft-result-d26-${method}:1`
           await removeImage(target)
           const r = await dflatten([ref, '-t', target, '-m', method, '--no-cache', '-v'], { env })
-          t.equal(r.exitCode, 0, `${ref} with ${method}: ${r.stderr.split('\n').slice(-2).join(' ')}`)
+          t.equal(r.exitCode, 0, `${ref} with ${method}: ${r.stderr.split('\n').slice(r.exitCode ? -25 : -2).join(' ')}`)
           if (r.exitCode !== 0) continue
           if (method === 'auto') t.match(r.stderr, host === hosts.DFLATTEN_D26_CTRD_HOST ? /method save:/ : /method overlay:/, 'auto picks what works')
           t.same(compareFs(original, await exportFs(target), { labels: [ref, target] }), [], `${ref} with ${method}: same filesystem`)

@@ -21,8 +21,8 @@ async function savedDifference(
   signal?: AbortSignal,
 ): Promise<{ doc: Mounted; entries: LayerEntry[]; members: Record<string, string> }> {
   const above = new Set(m.source.layers.slice(m.base.layers.length))
-  const child = dockerSave(m.source.id, signal)
-  const index = await indexSave(child.stdout!, above, new Set(m.base.layers)).catch(async (e: unknown) => {
+  const { child, stdout } = dockerSave(m.source.id, signal)
+  const index = await indexSave(stdout, above, new Set(m.base.layers)).catch(async (e: unknown) => {
     child.kill()
     await child.catch(() => undefined)
     throw e

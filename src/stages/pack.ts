@@ -63,8 +63,8 @@ export async function pack(d: Diffed, opts: PackOptions = {}): Promise<Readable>
  * order the entries file lists it; every layer read is checked against pass 1's diff id.
  */
 function savedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
-  const child = dockerSave(d.source.id, signal)
-  const content = new SaveContent(child.stdout!, new Map(Object.entries(d.saveMembers ?? {})))
+  const { child, stdout } = dockerSave(d.source.id, signal)
+  const content = new SaveContent(stdout, new Map(Object.entries(d.saveMembers ?? {})))
   const stream = layerStream(
     readEntries(d.entries),
     (e) => {
