@@ -209,7 +209,7 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     if (entrySize > MAX_SIZE || entrySize < 0) throw corrupt(`an entry of ${entrySize} bytes`)
     const xattrs: Array<[string, Buffer]> = [...ext]
       .filter(([k]) => k.startsWith('SCHILY.xattr.'))
-      .map(([k, v]): [string, Buffer] => [k.slice('SCHILY.xattr.'.length), v])
+      .map(([k, v]): [string, Buffer] => [k.slice('SCHILY.xattr.'.length), Buffer.from(v)])
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 
     // Only regular files carry content; for the others a size field is metadata at most.
@@ -221,15 +221,17 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
         yield c
       }
     }
+    // Copies: views into the stream's chunks would keep whole chunks alive as long as the
+    // caller keeps the header (the save method keeps every header of the layers it merges).
     const entry: TarEntry = {
-      name,
+      name: Buffer.from(name),
       type: type === '7' ? '0' : type,
       mode: number(block.subarray(100, 108), 'mode') & 0o7777,
       uid: paxNumber('uid', number(block.subarray(108, 116), 'uid')),
       gid: paxNumber('gid', number(block.subarray(116, 124), 'gid')),
       size: content,
       mtime: paxNumber('mtime', number(block.subarray(136, 148), 'mtime')),
-      linkname,
+      linkname: Buffer.from(linkname),
       devmajor: number(block.subarray(329, 337), 'devmajor'),
       devminor: number(block.subarray(337, 345), 'devminor'),
       xattrs,

@@ -116,7 +116,8 @@ interface BlobDigests {
  */
 async function* blobEntries(body: AsyncIterable<Buffer>, gzip: boolean): AsyncGenerator<TarEntry & { index: number }, BlobDigests> {
   const raw = createHash('sha256')
-  const plain = createHash('sha256')
+  // An uncompressed blob is its own tar: one digest serves as both.
+  const plain = gzip ? createHash('sha256') : null
   let size = 0
   const counted = (async function* () {
     for await (const c of hashing(body, raw)) {
@@ -126,10 +127,11 @@ async function* blobEntries(body: AsyncIterable<Buffer>, gzip: boolean): AsyncGe
   })()
   const tarBytes: AsyncIterable<Buffer> = gzip ? Readable.from(counted).pipe(createGunzip()) : counted
   let index = 0
-  for await (const e of readTar(hashing(tarBytes, plain))) yield Object.assign(e, { index: index++ })
+  for await (const e of readTar(plain ? hashing(tarBytes, plain) : tarBytes)) yield Object.assign(e, { index: index++ })
   // Whatever follows the end-of-archive blocks still belongs to the blob and its digest.
   for await (const _ of counted) void _
-  return { digest: 'sha256:' + raw.digest('hex'), diffId: 'sha256:' + plain.digest('hex'), size }
+  const digest = 'sha256:' + raw.digest('hex')
+  return { digest, diffId: plain ? 'sha256:' + plain.digest('hex') : digest, size }
 }
 
 /** Run a generator to its end, handing each value to `each`; resolves with its return value. */
