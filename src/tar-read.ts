@@ -43,6 +43,10 @@ function corrupt(what: string): DflattenError {
   return new DflattenError(`malformed archive from the daemon: ${what}`)
 }
 
+// Shared by every header without them: the save method keeps a header per path it merges.
+const NO_LINK = Buffer.alloc(0)
+const NO_XATTRS: Array<[string, Buffer]> = []
+
 /** Exact reads from a stream of chunks. */
 class ByteReader {
   private buf: Buffer = Buffer.alloc(0)
@@ -207,8 +211,8 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     }
     const entrySize = paxNumber('size', size)
     if (entrySize > MAX_SIZE || entrySize < 0) throw corrupt(`an entry of ${entrySize} bytes`)
-    const xattrs: Array<[string, Buffer]> = [...ext]
-      .filter(([k]) => k.startsWith('SCHILY.xattr.'))
+    const found = [...ext].filter(([k]) => k.startsWith('SCHILY.xattr.'))
+    const xattrs: Array<[string, Buffer]> = !found.length ? NO_XATTRS : found
       .map(([k, v]): [string, Buffer] => [k.slice('SCHILY.xattr.'.length), Buffer.from(v)])
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 
@@ -231,7 +235,7 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
       gid: paxNumber('gid', number(block.subarray(116, 124), 'gid')),
       size: content,
       mtime: paxNumber('mtime', number(block.subarray(136, 148), 'mtime')),
-      linkname: Buffer.from(linkname),
+      linkname: linkname.length ? Buffer.from(linkname) : NO_LINK,
       devmajor: number(block.subarray(329, 337), 'devmajor'),
       devminor: number(block.subarray(337, 345), 'devminor'),
       xattrs,
