@@ -12,7 +12,7 @@
  * directory the base has, the base view's entries that the source view lacks get whiteouts; no
  * overlayfs marker is read, and xattrs are read only for the entries that go into the layer.
  */
-import { lstatSync, readdirSync, type BigIntStats } from 'node:fs'
+import { lstatSync, readdirSync, type BigIntStats, type Dirent } from 'node:fs'
 import type { LayerEntry } from '../entry.js'
 import { DflattenError } from '../errors.js'
 import { isReservedName } from '../whiteout.js'
@@ -28,6 +28,17 @@ function namesIn(dir: Buffer): string[] {
     if (code === 'ENOENT' || code === 'ENOTDIR') return []
     throw e
   }
+}
+
+/**
+ * Whether a layer's entry is a directory. Docker's overlay2 needs a filesystem that reports
+ * entry types in readdir; where one says "unknown" anyway, lstat decides.
+ */
+function isDir(d: Dirent, layer: Buffer, rel: Buffer | null): boolean {
+  if (d.isDirectory()) return true
+  if (d.isFile() || d.isSymbolicLink() || d.isCharacterDevice() || d.isBlockDevice() || d.isFIFO() || d.isSocket()) return false
+  const name = Buffer.from(d.name, 'latin1')
+  return lstatSync(Buffer.concat([layer, rel ? Buffer.concat([rel, Buffer.from('/'), name]) : name])).isDirectory()
 }
 
 export interface DirectViews {
@@ -69,7 +80,7 @@ async function* touchedEntries(views: DirectViews, layersAbove: string[]): Async
     for (const layer of holders) {
       for (const d of readdirSync(under(layer, rel), { encoding: 'latin1', withFileTypes: true })) {
         touched.add(d.name)
-        if (d.isDirectory()) dirsIn.get(d.name)?.push(layer) ?? dirsIn.set(d.name, [layer])
+        if (isDir(d, layer, rel)) dirsIn.get(d.name)?.push(layer) ?? dirsIn.set(d.name, [layer])
       }
     }
     const before = baseHasDir ? new Set(namesIn(under(base, rel))) : null
