@@ -232,7 +232,6 @@ export function parseLoadOutput(out: string): LoadOutput {
   return { tags, ids }
 }
 
-/** A `docker save` child writing the image archive on its stdout. */
 /**
  * `docker save` as a running child and its output. The output goes through a stream of our own
  * from the start: when a child exits, Node resumes (so throws away) whatever of its stdout nobody

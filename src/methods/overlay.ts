@@ -37,8 +37,7 @@ function namesIn(dir: Buffer): string[] {
 function isDir(d: Dirent, layer: Buffer, rel: Buffer | null): boolean {
   if (d.isDirectory()) return true
   if (d.isFile() || d.isSymbolicLink() || d.isCharacterDevice() || d.isBlockDevice() || d.isFIFO() || d.isSocket()) return false
-  const name = Buffer.from(d.name, 'latin1')
-  return lstatSync(Buffer.concat([layer, rel ? Buffer.concat([rel, Buffer.from('/'), name]) : name])).isDirectory()
+  return lstatSync(Buffer.concat([layer, joinPath(rel, Buffer.from(d.name, 'latin1'))])).isDirectory()
 }
 
 export interface DirectViews {
@@ -90,7 +89,8 @@ async function* touchedEntries(views: DirectViews, layersAbove: string[]): Async
     const now = holders.length > 1 || before?.size ? new Set(readdirSync(under(src, rel), { encoding: 'latin1' })) : null
     // A directory loses base entries without a whiteout for each when a layer made it opaque or
     // replaced it. Rather than read overlayfs's markers, compare what the two views list: the
-    // base's names the source view lacks get whiteouts.
+    // base's names the source view lacks get whiteouts. Names in both views that no layer above
+    // the base holds are the base's own, unchanged, and never looked at.
     const names = new Set(touched)
     if (now) for (const n of before ?? []) if (!now.has(n)) names.add(n)
     // latin1 strings compare code unit by code unit, that is byte by byte.
@@ -103,8 +103,6 @@ async function* touchedEntries(views: DirectViews, layersAbove: string[]): Async
         if (before?.has(key)) yield whiteoutEntry(path)
         continue
       }
-      // In both views and in no layer above the base: the base's own, unchanged.
-      if (!touched.has(key)) continue
       if (isReservedName(name)) {
         throw new DflattenError(`cannot store ${path.toString()} in a layer: names starting with .wh. mean deletions`)
       }
