@@ -5,7 +5,7 @@ import { readTar, cleanMemberName } from '../src/tar-read.js'
 import { layerStream } from '../src/archive.js'
 import { BaseContent, mergeLayers, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
 import type { LayerEntry } from '../src/entry.js'
-import { apply, opqName, randomLayer, rng, whiteName, type Fs } from './helpers/model.js'
+import { apply, asModel, randomLayer, rng, show, type Fs } from './helpers/model.js'
 
 async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -132,15 +132,7 @@ t.test('merging layers has the same effect on any base as applying them one by o
       const l = layers.find((x) => x.layer.member === e.from!.member)!
       return l.raw[e.from.index].content
     }
-    apply(
-      flat,
-      merged.map((e) => {
-        const name = e.kind === 'whiteout' ? whiteName(e.path.toString()) : e.kind === 'opaque' ? opqName(e.path.toString()) : e.path.toString()
-        const type = e.kind === 'hardlink' ? 'link' : e.kind === 'whiteout' || e.kind === 'opaque' ? 'file' : e.kind
-        return { name, type, content: e.kind === 'symlink' ? e.linkname!.toString() : contentOf(e), link: e.linkname?.toString() }
-      }),
-    )
-    const show = (fs: Fs): string[] => [...fs].map(([k, v]) => `${k} ${v.type} ${v.content ?? ''}`).sort()
+    apply(flat, merged.map((e) => asModel(e, contentOf(e))))
     if (show(flat).join('\n') !== show(layered).join('\n')) {
       t.same(show(flat), show(layered), `seed ${seed}`)
       break

@@ -2,6 +2,7 @@
  * A model of how a daemon applies image layers (OCI whiteouts and opaque markers), and random
  * layers that only do what a real build step can leave behind. Methods are checked against it.
  */
+import type { LayerEntry } from '../../src/entry.js'
 
 export type Node = { type: 'dir' | 'file' | 'symlink'; content?: string }
 export type Fs = Map<string, Node>
@@ -78,4 +79,21 @@ export function whiteName(p: string): string {
 
 export function opqName(p: string): string {
   return p ? `${p}/.wh..wh..opq` : '.wh..wh..opq'
+}
+
+export type ModelEntry = { name: string; type: string; content?: string; link?: string }
+
+/** A method's layer entry as the model's tar-style entry; `content` is a file's bytes. */
+export function asModel(e: LayerEntry, content: string | undefined): ModelEntry {
+  const p = e.path.toString()
+  if (e.kind === 'whiteout') return { name: whiteName(p), type: 'file' }
+  if (e.kind === 'opaque') return { name: opqName(p), type: 'file' }
+  if (e.kind === 'hardlink') return { name: p, type: 'link', link: e.linkname!.toString() }
+  if (e.kind === 'symlink') return { name: p, type: 'symlink', content: e.linkname!.toString() }
+  return { name: p, type: e.kind, content }
+}
+
+/** A model filesystem as sorted lines, to compare. */
+export function show(fs: Fs): string[] {
+  return [...fs].map(([k, v]) => `${k} ${v.type} ${v.content ?? ''}`).sort()
 }
