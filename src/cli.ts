@@ -33,7 +33,8 @@ Options:
                             overlay-copy  rsync into a writable overlay stack and pack its
                                           upper dir (the 2014 script's way; slower)
                             save          merge the layers of 'docker save' in user space
-                                          (any daemon, no root; reads the image twice)
+                                          (any daemon, no root; reads the image twice:
+                                          docker save, then docker export)
       --no-cache          build the result even if an earlier run already made it
   -f, --force             allow the result to take the original's own name
       --output FILE       write the image archive to FILE ('-' for stdout) instead of

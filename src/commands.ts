@@ -17,7 +17,7 @@ import { packStage } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
 import { expectDoc, parseDoc, type MethodChoice, type StageDoc } from './plan.js'
 import { cleanupAll, destroy, release, track } from './cleanup.js'
-import { abandonedWorkspaces, writeOwner, mountsUnder, workRoot } from './workspace.js'
+import { abandonedWorkspaces, writeOwner, mountsUnder, workRoot, workspaceContainer } from './workspace.js'
 import { pumpAll } from './pipeline.js'
 import { DflattenError } from './errors.js'
 import { abortOnSignals, stdoutSink } from './cli.js'
@@ -150,7 +150,9 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
         const dirs = await abandonedWorkspaces()
         for (const dir of dirs) {
           const mounts = await mountsUnder(dir)
-          process.stdout.write(`${values['dry-run'] ? 'would remove' : 'removing'} ${dir}${mounts.length ? ` (${mounts.length} mounts)` : ''}\n`)
+          const container = await workspaceContainer(dir)
+          const held = [mounts.length ? `${mounts.length} mounts` : '', container ? `container ${container}` : ''].filter(Boolean)
+          process.stdout.write(`${values['dry-run'] ? 'would remove' : 'removing'} ${dir}${held.length ? ` (${held.join(', ')})` : ''}\n`)
           if (!values['dry-run']) await destroy(dir)
         }
         if (dirs.length === 0) process.stdout.write(`nothing to clean up under ${workRoot()}\n`)

@@ -233,16 +233,59 @@ export function parseLoadOutput(out: string): LoadOutput {
 }
 
 /**
- * `docker save` as a running child and its output. The output goes through a stream of our own
- * from the start: when a child exits, Node resumes (so throws away) whatever of its stdout nobody
- * is reading yet, and the save method's second pass starts reading only when pack reaches the
- * first file, by which time a small image's whole tail can sit in the pipe.
+ * A docker command whose stdout is streamed, as a running child and that output. The output goes
+ * through a stream of our own from the start: when a child exits, Node resumes (so throws away)
+ * whatever of its stdout nobody is reading yet, and the save method's second pass starts reading
+ * only when pack reaches the first file, by which time a small image's whole tail can sit in the
+ * pipe.
  */
-export function dockerSave(ref: string, signal?: AbortSignal): { child: ResultPromise; stdout: Readable } {
-  const child = execa(DOCKER, ['save', ref], { stdout: 'pipe', buffer: false, cancelSignal: signal })
+function streamed(args: string[], signal?: AbortSignal): { child: ResultPromise; stdout: Readable } {
+  const child = execa(DOCKER, args, { stdout: 'pipe', buffer: { stdout: false, stderr: true }, cancelSignal: signal })
   const stdout = child.stdout.pipe(new PassThrough({ highWaterMark: 1024 * 1024 }))
   child.stdout.on('error', (e) => stdout.destroy(e))
   return { child, stdout }
+}
+
+/** `docker save` of one image, streaming. */
+export function dockerSave(ref: string, signal?: AbortSignal): { child: ResultPromise; stdout: Readable } {
+  return streamed(['save', ref], signal)
+}
+
+/** `docker export` of a container: its filesystem as one tar, streaming. */
+export function dockerExport(container: string, signal?: AbortSignal): { child: ResultPromise; stdout: Readable } {
+  return streamed(['export', container], signal)
+}
+
+/**
+ * Create (never start) a container of `image`, only to read its filesystem with `docker export`.
+ * No network, and a command given so that an image without Cmd or Entrypoint is accepted; the
+ * platform is the image's own, which the containerd store insists on for a foreign one.
+ */
+export async function createContainer(name: string, image: string, platform: string | undefined, signal?: AbortSignal): Promise<void> {
+  const args = ['create', '--name', name, '--network', 'none', '--label', 'dflatten.temporary=export']
+  if (platform) args.push('--platform', platform)
+  await docker([...args, image, 'dflatten-export-only'], { signal })
+}
+
+/** Which daemon the CLI talks to, so a later process can talk to the same one. */
+export interface DaemonAddress {
+  DOCKER_HOST?: string
+  DOCKER_CONTEXT?: string
+}
+
+export function daemonAddress(): DaemonAddress {
+  return { DOCKER_HOST: process.env.DOCKER_HOST, DOCKER_CONTEXT: process.env.DOCKER_CONTEXT }
+}
+
+/** Remove a container and its anonymous volumes; one that is already gone is fine. */
+export async function removeContainer(id: string, address: DaemonAddress = daemonAddress()): Promise<void> {
+  try {
+    // Unset variables stay unset: Node leaves out environment entries whose value is undefined.
+    await execa(DOCKER, ['rm', '--force', '--volumes', id], { env: { ...address }, stripFinalNewline: true })
+  } catch (e) {
+    if (/No such container/i.test(String((e as { stderr?: string }).stderr ?? ''))) return
+    throw dockerError(['rm'], e)
+  }
 }
 
 /** How many history entries an image's config has (metadata steps included). */

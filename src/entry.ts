@@ -43,6 +43,8 @@ export interface LayerEntry {
   source?: Buffer | string
   /** ...or the `index`th entry of layer blob `member` of a `docker save` stream (save method). */
   from?: { member: string; index: number }
+  /** The content's sha256 (base64) where known: content read from another view is checked against it. */
+  sha256?: string
 }
 
 /*

@@ -178,6 +178,7 @@ async function run(
   const peek = through2.obj((doc: Diffed, _enc, cb) => {
     diff = doc.diff
     log(`difference: ${doc.diff.changed} entries added or changed, ${doc.diff.deleted} deleted, ${doc.diff.bytes} bytes`)
+    if (opts.verbose && doc.saveContent) log(`content from ${doc.saveContent.reason}`)
     cb(null, doc)
   })
   let total = 0

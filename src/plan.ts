@@ -34,7 +34,8 @@ export interface Plan {
   version: typeof DOC_VERSION
   method: Method
   daemon: DaemonInfo
-  source: ImageSide & { ref: string; id: string; created: string; size: number }
+  /** platform: os/architecture[/variant], as a container of the image must be created. */
+  source: ImageSide & { ref: string; id: string; created: string; size: number; platform?: string }
   /**
    * history: the base config's history entries (for save, filled in by diff from the
    * original's config: its first `historyLength` entries).
@@ -71,6 +72,11 @@ export interface Diffed extends Omit<Mounted, 'dflatten'> {
   layerSize: number
   /** save method: the layer blobs pack reads content from, member name -> diff id. */
   saveMembers?: Record<string, string>
+  /**
+   * save method: where pack reads the files' content: `docker export` of a container of the
+   * image, or a second `docker save` when the export cannot supply it all; and why.
+   */
+  saveContent?: { from: 'export' | 'save'; reason: string }
 }
 
 export type StageDoc = Plan | Mounted | Diffed

@@ -13,15 +13,19 @@
  *              what is copied into stack/ lands in upper/ as exactly the difference
  *              (overlay-copy method)
  *   entries    the layer's entries, from diff to pack
+ *   container  a container made to read the image's files through `docker export` (save
+ *              method), and which daemon holds it: it goes with the workspace
  *
  * Removal always unmounts first and then refuses to delete anything while a mount remains
  * under the dir, so a failed unmount can never turn into deleting through a mount.
  */
 import { mkdtemp, mkdir, readFile, rm, stat, symlink, writeFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
+import { randomBytes } from 'node:crypto'
 import { execa } from 'execa'
 import { DflattenError } from './errors.js'
+import { daemonAddress, removeContainer, type DaemonAddress } from './docker.js'
 
 export const WORKSPACE_PREFIX = 'dflatten-'
 /** mkdtemp's six random characters: nothing else under the work root is taken for ours. */
@@ -165,8 +169,55 @@ async function unmount(point: string): Promise<void> {
   }
 }
 
-/** Unmount everything under the workspace, then delete it. Safe to call more than once. */
+interface ContainerRecord {
+  name: string
+  address: DaemonAddress
+}
+
+/**
+ * A name for a container the workspace will own, recorded before the container is created, so
+ * that however the run ends, even killed mid-create, cleanup knows what to remove.
+ */
+export async function claimContainerName(dir: string): Promise<string> {
+  // pack may run again on a kept workspace: the container of the run before goes first.
+  await removeWorkspaceContainer(dir)
+  const name = `dflatten-export-${basename(dir).slice(WORKSPACE_PREFIX.length)}-${randomBytes(4).toString('hex')}`
+  const record: ContainerRecord = { name, address: daemonAddress() }
+  await writeFile(join(dir, 'container'), JSON.stringify(record) + '\n')
+  return name
+}
+
+async function recordedContainer(dir: string): Promise<ContainerRecord | null> {
+  try {
+    return JSON.parse(await readFile(join(dir, 'container'), 'utf8')) as ContainerRecord
+  } catch {
+    return null
+  }
+}
+
+/** The name of the container the workspace owns, if it owns one. */
+export async function workspaceContainer(dir: string): Promise<string | null> {
+  return (await recordedContainer(dir))?.name ?? null
+}
+
+/**
+ * Remove the container the workspace owns, if any. When that fails the record stays, so the
+ * workspace is not deleted and a later cleanup tries again.
+ */
+export async function removeWorkspaceContainer(dir: string): Promise<void> {
+  const record = await recordedContainer(dir)
+  if (!record) return
+  try {
+    await removeContainer(record.name, record.address)
+  } catch (e) {
+    throw new DflattenError(`could not remove the temporary container ${record.name} (${(e as Error).message}); not removing ${dir}`)
+  }
+  await rm(join(dir, 'container'), { force: true })
+}
+
+/** Remove the workspace's container, unmount everything under it, then delete it. Safe to call more than once. */
 export async function destroyWorkspace(dir: string): Promise<void> {
+  await removeWorkspaceContainer(dir)
   for (const point of await mountsUnder(dir)) await unmount(point)
   const left = await mountsUnder(dir)
   if (left.length) {

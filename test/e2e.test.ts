@@ -3,12 +3,14 @@
 // the same, the layers are the base's plus one, a second run comes from the cache, and the run
 // leaves no mount or work dir behind and Docker's own layer dirs exactly as they were.
 import t, { type Test } from 'tap'
-import { buildBase, buildCorner, buildManyLayers, buildSimple } from './helpers/images.js'
+import { buildBase, buildCorner, buildHidden, buildManyLayers, buildSimple, HIDDEN_FILES } from './helpers/images.js'
 import { compareFs, configOf, exportFs } from './helpers/export.js'
 import { docker, imageExists, inspect, removeImage } from './helpers/docker.js'
 import { BIN, chain, dflatten, leftovers } from './helpers/cli.js'
 import { execa } from 'execa'
-import { lstat } from 'node:fs/promises'
+import { lstat, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fingerprint, layerDirs } from './helpers/storage.js'
 
 const base = await buildBase()
@@ -19,6 +21,7 @@ async function clean(t: Test): Promise<void> {
   const left = await leftovers()
   t.same(left.mounts, [], 'no dflatten mount is left')
   t.same(left.dirs, [], 'no work dir is left')
+  t.same(left.containers, [], 'no container is left')
 }
 
 /** Flatten `source` into `target` and check the result against the original, every way. */
@@ -93,6 +96,61 @@ for (const [name, ref] of Object.entries(images)) {
     t.equal(await fingerprint(dirs), before, "after every method, Docker's layer dirs are exactly as they were")
   })
 }
+
+/** Files of an image's newest layer, as `docker save` has it: what a container cannot show. */
+async function newestLayerFiles(ref: string, paths: string[]): Promise<Record<string, string>> {
+  const dir = await mkdtemp(join(tmpdir(), 'dft-saved-'))
+  try {
+    await execa('bash', ['-o', 'pipefail', '-c', `docker save ${ref} | tar -x -C ${dir}`])
+    const [manifest] = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Array<{ Layers: string[] }>
+    const layer = join(dir, manifest.Layers[manifest.Layers.length - 1])
+    const out: Record<string, string> = {}
+    for (const p of paths) {
+      const r = await execa('tar', ['-xOf', layer, p], { reject: false })
+      out[p] = r.exitCode === 0 ? r.stdout + '\n' : `(not in the layer: ${r.stderr})`
+    }
+    return out
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+t.test("files a container covers with Docker's own (/etc/hosts) come out of every method as the layers have them", async (t) => {
+  const ref = await buildHidden()
+  const paths = Object.keys(HIDDEN_FILES)
+  for (const method of ['overlay', 'overlay-copy', 'save']) {
+    const target = `dft-result-hidden-${method}:1`
+    await flattenAndCheck(t, ref, target, { method })
+    t.same(await newestLayerFiles(target, paths), HIDDEN_FILES, `${method}: the new layer holds the image's own files`)
+    await removeImage(target)
+  }
+  const r = await dflatten([ref, '-t', 'dft-result-hidden:1', '-m', 'save', '--no-cache', '-v'])
+  t.match(r.stderr, /content from a second docker save: the layers change \/etc\/host/, 'save says where it reads content, and why')
+  await removeImage('dft-result-hidden:1')
+})
+
+t.test('the save method reads content through docker export, and agrees with a second save', async (t) => {
+  const ref = images.corner
+  const r = await dflatten([ref, '-t', 'dft-result-export:1', '-m', 'save', '--no-cache', '-v'])
+  t.equal(r.exitCode, 0, r.stderr)
+  t.match(r.stderr, /content from docker export of a container of the image/)
+  const env = { DFLATTEN_SAVE_CONTENT: 'save' }
+  const twice = await dflatten([ref, '-t', 'dft-result-twice:1', '-m', 'save', '--no-cache', '-v'], { env })
+  t.equal(twice.exitCode, 0, twice.stderr)
+  t.match(twice.stderr, /content from DFLATTEN_SAVE_CONTENT=save asks for a second docker save/)
+  t.same(compareFs(await exportFs('dft-result-export:1'), await exportFs('dft-result-twice:1')), [], 'both give the same filesystem')
+  // The two order files differently, so each is cached under its own marker.
+  const ids = { export: (await inspect('dft-result-export:1')).Id, twice: (await inspect('dft-result-twice:1')).Id }
+  for (const k of ['export', 'twice'] as const) {
+    const hit = await dflatten([ref, '-t', `dft-result-${k}-again:1`, '-m', 'save'], k === 'twice' ? { env } : {})
+    t.match(hit.stdout, /from an earlier run \(cache\)/, `${k}: a second run comes from the cache`)
+    t.equal((await inspect(`dft-result-${k}-again:1`)).Id, ids[k], `${k}: with its own id`)
+    await removeImage(`dft-result-${k}-again:1`)
+  }
+  await clean(t)
+  await removeImage('dft-result-export:1')
+  await removeImage('dft-result-twice:1')
+})
 
 t.test('--base scratch squashes every layer into one', async (t) => {
   await flattenAndCheck(t, images.corner, 'dft-result-scratch:1', { base: 'scratch', baseLayers: 0 })

@@ -21,7 +21,7 @@ const target = 'dft-result-fault:1'
 const originalId = (await inspect(simple)).Id
 
 async function fine(t: Test, r?: { stderr: string }): Promise<void> {
-  t.same(await leftovers(), { mounts: [], dirs: [] }, 'no mount and no work dir left')
+  t.same(await leftovers(), { mounts: [], dirs: [], containers: [] }, 'no mount and no work dir left')
   t.notOk(await imageExists(target), 'nothing tagged')
   t.equal((await inspect(simple)).Id, originalId, 'the original is untouched')
   if (r) t.equal(r.stderr.trim().split('\n').filter((l) => !l.startsWith('dflatten: flattening')).length, 1, 'one line')
@@ -49,6 +49,13 @@ t.test('the daemon goes away in the middle of docker load', async (t) => {
   const r = await dflatten([bulk, '-t', target, '--no-cache'], { env: { DFLATTEN_DOCKER: join(FIXTURES, 'fake-docker.sh'), FAKE_LOAD: 'daemon-dies' } })
   t.equal(r.exitCode, 1)
   t.match(r.stderr, /the Docker daemon is not reachable/)
+  await fine(t)
+})
+
+t.test('docker export fails part way (save method)', async (t) => {
+  const r = await dflatten([bulk, '-t', target, '--no-cache', '-m', 'save'], { env: { DFLATTEN_DOCKER: join(FIXTURES, 'fake-docker.sh'), FAKE_EXPORT: 'fail' } })
+  t.equal(r.exitCode, 1)
+  t.match(r.stderr, /docker export failed: Error response from daemon: stand-in failure/)
   await fine(t)
 })
 
@@ -109,7 +116,7 @@ t.test('kill -9 during docker load: the next run cleans up and succeeds', async 
   const r = await dflatten([bulk, '-t', target, '--no-cache'])
   t.equal(r.exitCode, 0, r.stderr)
   t.match(r.stderr, /removed .*dflatten-\w+, left behind by an interrupted run/)
-  t.same(await leftovers(), { mounts: [], dirs: [] })
+  t.same(await leftovers(), { mounts: [], dirs: [], containers: [] })
   await removeImage(target)
 })
 
@@ -121,7 +128,7 @@ t.test('SIGINT right at the start (resolve)', async (t) => {
   // Before Node has set its handlers a SIGINT simply ends it: nothing exists yet to clean up.
   t.ok(r.exitCode === 130 || r.signal === 'SIGINT', `stopped (exit ${String(r.exitCode)}, signal ${String(r.signal)})`)
   await removeImage(target)
-  t.same(await leftovers(), { mounts: [], dirs: [] })
+  t.same(await leftovers(), { mounts: [], dirs: [], containers: [] })
 })
 
 t.test('flattens at the same time: one image twice, and two images sharing a base', async (t) => {
@@ -141,7 +148,7 @@ t.test('flattens at the same time: one image twice, and two images sharing a bas
   t.same(compareFs(await exportFs(simple), await exportFs('dft-result-pair-s:1')), [])
   t.same(compareFs(await exportFs(corner), await exportFs('dft-result-pair-c:1')), [])
   for (const n of ['twice-a', 'twice-b', 'pair-s', 'pair-c']) await removeImage(`dft-result-${n}:1`)
-  t.same(await leftovers(), { mounts: [], dirs: [] })
+  t.same(await leftovers(), { mounts: [], dirs: [], containers: [] })
 })
 
 /** A copy of `ref` whose config says another platform (made through save, edit, load). */
@@ -167,11 +174,14 @@ async function retargeted(ref: string, name: string, os: string, arch: string): 
 
 t.test('another platform', async (t) => {
   t.ok(await retargeted(simple, 'dft-arm64:1', 'linux', 'arm64'), 'an arm64 copy loads')
-  const r = await dflatten(['dft-arm64:1', '-t', target, '--no-cache'])
-  t.equal(r.exitCode, 0, 'a Linux image of another architecture flattens: nothing of it runs')
-  t.equal((await inspect(target)).Architecture, 'arm64', 'and stays arm64')
-  t.same(compareFs(await exportFs(simple), await exportFs(target)), [])
-  await removeImage(target)
+  // save too: its container, made only to be exported, must be of the image's platform.
+  for (const method of ['auto', 'save']) {
+    const r = await dflatten(['dft-arm64:1', '-t', target, '--no-cache', '-m', method])
+    t.equal(r.exitCode, 0, `${method}: a Linux image of another architecture flattens: nothing of it runs. ${r.stderr}`)
+    t.equal((await inspect(target)).Architecture, 'arm64', 'and stays arm64')
+    t.same(compareFs(await exportFs(simple), await exportFs(target)), [])
+    await removeImage(target)
+  }
   await removeImage('dft-arm64:1')
 
   if (await retargeted(simple, 'dft-windows:1', 'windows', 'amd64')) {

@@ -18,7 +18,7 @@ t.test('2 GB file and 100,000 files', async (t) => {
   t.comment(`dflatten peak RSS: ${(rss / 1024).toFixed(0)} MB`)
   // A bound, not a timing: an implementation that held content in memory would need > 2 GB.
   t.ok(rss > 0 && rss < 512 * 1024, 'memory stays far below the content size')
-  t.same(await leftovers(), { mounts: [], dirs: [] })
+  t.same(await leftovers(), { mounts: [], dirs: [], containers: [] })
   const [a, b] = await Promise.all([exportFs(large), exportFs(target)])
   t.ok(a.size > 100_000, `the export lists ${a.size} entries (100,000 of them in /files)`)
   t.same(compareFs(a, b, { labels: [large, target] }), [], 'the same entries, content and metadata')

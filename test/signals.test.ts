@@ -14,6 +14,11 @@ async function mountCount(): Promise<number> {
   return (await readFile('/proc/mounts', 'utf8')).split('\n').filter((l) => WORK_DIR.test(l)).length
 }
 
+/** The containers the save method makes to read the image through docker export. */
+async function exportContainers(): Promise<string[]> {
+  return (await leftovers()).containers
+}
+
 /** Start a flatten and return it once `ready` holds. */
 async function startUntil(args: string[], ready: (stderr: string) => Promise<boolean> | boolean) {
   const child = spawnDflatten(args)
@@ -30,6 +35,7 @@ t.beforeEach(async () => {
 const points: Array<[string, string[], (stderr: string) => Promise<boolean> | boolean]> = [
   ['while rsync copies (overlay-copy diff)', ['--method', 'overlay-copy'], async () => (await mountCount()) >= 2],
   ['while the layer streams into docker load', [], (e) => e.includes('difference:')],
+  ['while docker export streams (save method)', ['--method', 'save'], async () => (await exportContainers()).length > 0],
 ]
 for (const [when, extra, ready] of points) {
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
@@ -40,7 +46,7 @@ for (const [when, extra, ready] of points) {
       const r = await run.child
       t.equal(r.exitCode, code, `exit code ${code}`)
       t.match(run.stderr(), /interrupted by/)
-      t.same(await leftovers(), { mounts: [], dirs: [] }, 'no mount and no work dir left')
+      t.same(await leftovers(), { mounts: [], dirs: [], containers: [] }, 'no mount and no work dir left')
       t.notOk(await imageExists(target), 'nothing tagged')
     })
   }
@@ -63,10 +69,24 @@ t.test('kill -9 in the middle of diff, then dflatten cleanup, beside a live run'
   const r = await live.child
   t.equal(r.exitCode, 0, 'the live run finishes normally')
   t.ok(await imageExists('dft-result-live:1'))
-  t.same(await leftovers(), { mounts: [], dirs: [] }, 'nothing left after both')
+  t.same(await leftovers(), { mounts: [], dirs: [], containers: [] }, 'nothing left after both')
   t.notOk(await imageExists(target), 'the killed run tagged nothing')
   await removeImage('dft-result-live:1')
   t.match((await dflatten(['cleanup'])).stdout, /nothing to clean up/)
+})
+
+t.test('kill -9 while the save method exports, then dflatten cleanup removes its container', async (t) => {
+  const victim = await startUntil([bulk, '-t', target, '--no-cache', '--method', 'save'], async () => (await exportContainers()).length > 0)
+  t.ok(victim.ok, 'the victim has made its container')
+  victim.child.kill('SIGKILL')
+  await victim.child
+  const [name] = await exportContainers()
+  t.ok(name, 'kill -9 leaves the container')
+  const c = await dflatten(['cleanup'])
+  t.equal(c.exitCode, 0, c.stderr)
+  t.match(c.stdout, new RegExp(`removing .*dflatten-\\w+ \\(container ${name}\\)`), 'cleanup says it removes the container')
+  t.same(await leftovers(), { mounts: [], dirs: [], containers: [] }, 'nothing left')
+  t.notOk(await imageExists(target), 'the killed run tagged nothing')
 })
 
 t.test('a stage fed the wrong input fails clearly and leaves nothing behind', async (t) => {
@@ -83,5 +103,5 @@ t.test('a stage fed the wrong input fails clearly and leaves nothing behind', as
   })
   t.not(rsyncMissing.exitCode, 0)
   t.match(rsyncMissing.stderr, /rsync is not installed/)
-  t.same(await leftovers(), { mounts: [], dirs: [] })
+  t.same(await leftovers(), { mounts: [], dirs: [], containers: [] })
 })

@@ -2,13 +2,18 @@
  * The portable method: no root, no mounts, any daemon (remote, rootless, containerd store).
  *
  * `docker save` streams the image; its layer blobs arrive in no useful order and their names do
- * not say which layer they are until manifest.json, which comes last. So the save is read twice:
+ * not say which layer they are until manifest.json, which comes last. The layer's size must be
+ * known before its bytes and nothing may be spooled to disk, so the image is read twice:
  *  1. index: every layer blob is parsed as it passes (decompressed when gzip), its diff id
- *     computed, and for the layers above the base only the entries' metadata is kept. Then the
- *     layers are merged in user space with OCI whiteout semantics into the new layer's entries.
- *  2. content (in pack): a second `docker save` streams past again; the content of each kept
- *     file is taken as it goes by. Content-bearing entries are therefore ordered by where their
- *     blob sits in the save stream, which is fixed for a given daemon and image.
+ *     computed, every file's content hashed, and for the layers above the base the entries'
+ *     metadata kept. Then the layers are merged in user space with OCI whiteout semantics into
+ *     the new layer's entries.
+ *  2. content (in pack): by default from `docker export` of a container of the image, which is
+ *     far cheaper for the daemon than a save (export-content.ts), each file checked against its
+ *     hash from pass 1; where a container cannot show a file, a second `docker save` streams
+ *     past again and each kept file's content is taken as it goes by (SaveContent below).
+ *     Content-bearing entries are ordered as their source delivers them, which is fixed for a
+ *     given daemon and image.
  * Memory grows with the number of paths, never with content; nothing is written but the entries
  * file.
  */
@@ -28,6 +33,8 @@ const MAX_JSON = 8 * 1024 * 1024
 export interface IndexedEntry extends TarHeader {
   /** Position of the entry in its layer tar, counted from 0. */
   index: number
+  /** A regular file's content digest (base64 sha256), so content read elsewhere can be checked. */
+  sha256?: string
 }
 
 export interface SavedLayer {
@@ -134,6 +141,27 @@ async function* blobEntries(body: AsyncIterable<Buffer>, gzip: boolean): AsyncGe
   return { digest, diffId: plain ? 'sha256:' + plain.digest('hex') : digest, size }
 }
 
+async function contentDigest(body: AsyncIterable<Buffer>): Promise<string> {
+  let hash: ReturnType<typeof createHash> | null = null
+  let first: Buffer | null = null
+  for await (const c of body) {
+    if (!first && !hash) {
+      first = c
+      continue
+    }
+    if (!hash) {
+      hash = createHash('sha256').update(first!)
+      first = null
+    }
+    hash.update(c)
+  }
+  // Most files arrive in one piece: the one-shot hash spares a Hash object each.
+  return hash ? hash.digest('base64') : oneShot(first ?? EMPTY)
+}
+
+const EMPTY = Buffer.alloc(0)
+const oneShot = (b: Buffer): string => createHash('sha256').update(b).digest('base64')
+
 /** Run a generator to its end, handing each value to `each`; resolves with its return value. */
 async function drive<T, R>(gen: AsyncGenerator<T, R>, each: (v: T) => void | Promise<void>): Promise<R> {
   for (let r = await gen.next(); ; r = await gen.next()) {
@@ -154,7 +182,13 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
     const gzip = isGzip(head)
     if (gzip || isTar(head)) {
       const kept: IndexedEntry[] = []
-      const blob = await drive(blobEntries(all, gzip), (e) => void kept.push({ ...headerOf(e), index: e.index }))
+      // Which layer a blob is shows only at its end, so every file is hashed, base layers too.
+      const blob = await drive(blobEntries(all, gzip), async (e) => {
+        const entry = headerOf(e) as IndexedEntry
+        entry.index = e.index
+        if (e.type === '0') entry.sha256 = await contentDigest(e.body())
+        kept.push(entry)
+      })
       index.layers.set(name, { member: name, ...blob, gzip, position: position++ })
       if (keep.has(blob.diffId)) index.entries.set(blob.diffId, kept)
       if (base.has(blob.diffId)) {
@@ -171,9 +205,21 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
   return index
 }
 
-function headerOf(e: TarEntry & { index?: number }): TarHeader {
-  const { body: _body, skip: _skip, index: _index, ...header } = e
-  return { ...header, name: cleanMemberName(e.name), linkname: e.type === '1' ? cleanMemberName(e.linkname) : e.linkname }
+/** The header alone, names cleaned: what the merge keeps of each entry. */
+function headerOf(e: TarEntry): TarHeader {
+  return {
+    name: cleanMemberName(e.name),
+    type: e.type,
+    mode: e.mode,
+    uid: e.uid,
+    gid: e.gid,
+    size: e.size,
+    mtime: e.mtime,
+    linkname: e.type === '1' ? cleanMemberName(e.linkname) : e.linkname,
+    devmajor: e.devmajor,
+    devminor: e.devminor,
+    xattrs: e.xattrs,
+  }
 }
 
 function resolveMember(index: SaveIndex, name: string): string {
@@ -369,6 +415,7 @@ function toEntry(m: Merged): LayerEntry | null {
     devmajor: kind === 'char' || kind === 'block' ? h.devmajor : undefined,
     devminor: kind === 'char' || kind === 'block' ? h.devminor : undefined,
     xattrs: h.xattrs.length ? h.xattrs : undefined,
+    sha256: kind === 'file' ? (h as IndexedEntry).sha256 : undefined,
   }
 }
 

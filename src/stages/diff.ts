@@ -10,6 +10,7 @@ import { expectDoc, type Diffed, type Mounted } from '../plan.js'
 import { directEntries } from '../methods/overlay.js'
 import { copyDifference, upperDirEntries } from '../methods/overlay-copy.js'
 import { indexSave, mergeLayers, savedImage } from '../methods/save.js'
+import { exportCanSupply, secondSaveAsked } from '../methods/export-content.js'
 import { dockerSave } from '../docker.js'
 import { EMPTY_LAYER_BYTES, entryTarBytes } from '../archive.js'
 import { DflattenError } from '../errors.js'
@@ -19,7 +20,7 @@ import { objectStage, type StageContext } from './stream.js'
 async function savedDifference(
   m: Mounted,
   signal?: AbortSignal,
-): Promise<{ doc: Mounted; entries: LayerEntry[]; members: Record<string, string> }> {
+): Promise<{ doc: Mounted; entries: LayerEntry[]; members: Record<string, string>; content: Diffed['saveContent'] }> {
   const above = new Set(m.source.layers.slice(m.base.layers.length))
   const { child, stdout } = dockerSave(m.source.id, signal)
   const index = await indexSave(stdout, above, new Set(m.base.layers)).catch(async (e: unknown) => {
@@ -48,7 +49,23 @@ async function savedDifference(
     },
     entries,
     members: Object.fromEntries(image.layers.slice(k).map((l) => [l.member, l.diffId])),
+    content: saveContentSource(entries),
   }
+}
+
+/** Where pass 2 reads content: the export where it can supply it all (see export-content.ts). */
+function saveContentSource(entries: LayerEntry[]): NonNullable<Diffed['saveContent']> {
+  if (secondSaveAsked()) {
+    return { from: 'save', reason: 'DFLATTEN_SAVE_CONTENT=save asks for a second docker save' }
+  }
+  const can = exportCanSupply(entries)
+  if (!can.ok) {
+    return {
+      from: 'save',
+      reason: `a second docker save: the layers change /${can.path.toString()}, which containers cover with a file of Docker's own`,
+    }
+  }
+  return { from: 'export', reason: 'docker export of a container of the image (created, never started)' }
 }
 
 /**
@@ -70,11 +87,13 @@ export async function diff(doc: unknown, ctx: StageContext = {}): Promise<Diffed
   const ws = m.workspace
   let entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>
   let saveMembers: Record<string, string> | undefined
+  let saveContent: Diffed['saveContent']
   if (m.method === 'save') {
     const saved = await savedDifference(m, ctx.signal)
     m = saved.doc
     entries = saved.entries
     saveMembers = saved.members
+    saveContent = saved.content
   } else if (m.method === 'overlay-copy') {
     await copyDifference(ws, layersAbove, ctx.signal)
     entries = upperDirEntries(ws.upper)
@@ -91,7 +110,7 @@ export async function diff(doc: unknown, ctx: StageContext = {}): Promise<Diffed
   })()
   const file = join(ws.dir, 'entries')
   const counts = await writeEntries(file, sized, ctx.signal)
-  return { ...m, dflatten: 'diffed', diff: counts, entries: file, layerSize, ...(saveMembers ? { saveMembers } : {}) }
+  return { ...m, dflatten: 'diffed', diff: counts, entries: file, layerSize, ...(saveMembers ? { saveMembers, saveContent } : {}) }
 }
 
 export function diffStage(ctx: StageContext = {}): Transform {

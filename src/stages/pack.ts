@@ -4,9 +4,13 @@
  * read, so the archive needs no temp file.
  */
 import { Duplex, type Readable } from 'node:stream'
-import { readEntries } from '../entry.js'
-import { dockerSave } from '../docker.js'
+import { readEntries, type LayerEntry } from '../entry.js'
+import { createContainer, dockerError, dockerExport, dockerSave } from '../docker.js'
+import type { ResultPromise } from 'execa'
 import { SaveContent } from '../methods/save.js'
+import { ExportContent, SECOND_SAVE_HINT } from '../methods/export-content.js'
+import { DflattenError } from '../errors.js'
+import { claimContainerName, removeWorkspaceContainer } from '../workspace.js'
 import { imageArchive, layerStream, type ImageArchiveResult } from '../archive.js'
 import { expectDoc, type Diffed } from '../plan.js'
 import { destroy } from '../cleanup.js'
@@ -49,9 +53,13 @@ export function flattenedConfig(d: Diffed, diffId: string): object {
 export async function pack(d: Diffed, opts: PackOptions = {}): Promise<Readable> {
   const size = d.layerSize
   opts.onSize?.(size)
+  let stream: Readable
+  if (d.method !== 'save') stream = layerStream(readEntries(d.entries))
+  else if (d.saveContent?.from === 'export') stream = exportedLayerStream(d, opts.signal)
+  else stream = savedLayerStream(d, opts.signal)
   return imageArchive({
     baseLayers: d.baseDescriptors,
-    layer: { size, stream: d.method === 'save' ? savedLayerStream(d, opts.signal) : layerStream(readEntries(d.entries)) },
+    layer: { size, stream },
     config: (diffId) => flattenedConfig(d, diffId),
     tags: [d.target, ...(opts.tags ?? [])],
     onDone: opts.onDone,
@@ -80,6 +88,76 @@ function savedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
     if (child.exitCode === null) child.kill()
   })
   return stream
+}
+
+/**
+ * The save method's layer with content from `docker export` of a container of the image (see
+ * export-content.ts): entries without content first, in the entries file's order; then the files
+ * as the export delivers them; then the extra names of hardlinked files. The export is read only
+ * as far as the last file it must supply. The container belongs to the workspace, which removes
+ * it.
+ */
+function exportedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
+  async function* ordered(): AsyncGenerator<LayerEntry> {
+    // The entries file lists them as diff wrote them: no content, content, then hardlinks.
+    const wanted = new Map<string, LayerEntry>()
+    for await (const e of readEntries(d.entries)) {
+      if (e.from) wanted.set(e.path.toString('latin1'), e)
+      else if (!wanted.size) yield e
+    }
+    if (wanted.size) yield* exported(wanted)
+    let after = false
+    for await (const e of readEntries(d.entries)) {
+      if (e.from) after = true
+      else if (after) yield e
+    }
+  }
+  let content: ExportContent | null = null
+  let child: ResultPromise | null = null
+  // A failed export ends its output early: say why it failed rather than what was cut short.
+  const explained = async (e: unknown): Promise<unknown> => (child && (await exitError(child, ['export']))) ?? e
+  async function* exported(wanted: Map<string, LayerEntry>): AsyncGenerator<LayerEntry> {
+    const name = await claimContainerName(d.workspace.dir)
+    await createContainer(name, d.source.id, d.source.platform, signal).catch((e: unknown) => {
+      if (!(e instanceof DflattenError)) throw e
+      throw new DflattenError(`cannot make a container to read ${d.source.ref} through docker export (${e.message}); ${SECOND_SAVE_HINT}`)
+    })
+    const run = dockerExport(name, signal)
+    child = run.child
+    content = new ExportContent(run.stdout)
+    try {
+      yield* content.entries(wanted)
+    } catch (e) {
+      throw await explained(e)
+    } finally {
+      if (run.child.exitCode === null) run.child.kill()
+      await run.child.catch(() => undefined)
+      // Done with it; should this fail, removing the workspace tries again and reports.
+      await removeWorkspaceContainer(d.workspace.dir).catch(() => undefined)
+    }
+  }
+  async function* body(e: LayerEntry): AsyncGenerator<Buffer> {
+    try {
+      yield* content!.body(e)
+    } catch (err) {
+      throw await explained(err)
+    }
+  }
+  return layerStream(ordered(), body)
+}
+
+/** The child's own failure, if it exits with one within a moment; null if it does not. */
+async function exitError(child: ResultPromise, args: string[]): Promise<Error | null> {
+  let timer: NodeJS.Timeout | undefined
+  const settled = await Promise.race([
+    child.then(
+      () => null,
+      (e: unknown) => e,
+    ),
+    new Promise((r) => (timer = setTimeout(r, 2000, null))),
+  ])
+  clearTimeout(timer)
+  return settled ? dockerError(args, settled) : null
 }
 
 /** The stage: a diffed document in, the archive's bytes out; the workspace goes when done. */

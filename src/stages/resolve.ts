@@ -18,6 +18,7 @@ import {
 } from '../docker.js'
 import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
 import { defaultTarget, isImageId, normaliseTarget, parseRef, sameName } from '../refs.js'
+import { secondSaveAsked } from '../methods/export-content.js'
 import { DOC_VERSION, METHODS, type Method, type MethodChoice, type Plan } from '../plan.js'
 
 export interface ResolveOptions {
@@ -171,7 +172,14 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     method,
     methodReason: reason,
     daemon: info,
-    source: { ref: opts.image, id: source.Id, created: source.Created, size: source.Size, layers },
+    source: {
+      ref: opts.image,
+      id: source.Id,
+      created: source.Created,
+      size: source.Size,
+      layers,
+      platform: [source.Os, source.Architecture, source.Variant].filter(Boolean).join('/'),
+    },
     base: {
       ref: baseRef,
       id: base?.Id ?? null,
@@ -185,7 +193,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     target,
     // The method is part of it: methods agree on the filesystem, not on the bytes, and a cache hit
     // must give the id this very command would build.
-    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method})`,
+    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method}${method === 'save' && secondSaveAsked() ? ', content from a second save' : ''})`,
   }
 }
 

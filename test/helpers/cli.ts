@@ -33,11 +33,15 @@ export async function chain(stages: string[], env?: Record<string, string>): Pro
 /** A dflatten work dir in a mount table line: mkdtemp's `dflatten-` plus six characters. */
 export const WORK_DIR = /\/dflatten-[A-Za-z0-9]{6}\//
 
-/** Overlay mounts and dflatten work dirs on the host: both must be empty after any run. */
-export async function leftovers(): Promise<{ mounts: string[]; dirs: string[] }> {
+/**
+ * Overlay mounts and dflatten work dirs on the host, and the containers the save method makes
+ * for `docker export` (on the daemon DOCKER_HOST names): all must be empty after any run.
+ */
+export async function leftovers(): Promise<{ mounts: string[]; dirs: string[]; containers: string[] }> {
   const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').filter((l) => WORK_DIR.test(l))
   const dirs = (await readdir(tmpdir())).filter((n) => /^dflatten-[A-Za-z0-9]{6}$/.test(n))
-  return { mounts, dirs }
+  const ps = await execa('docker', ['ps', '--all', '--filter', 'label=dflatten.temporary', '--format', '{{.Names}}'])
+  return { mounts, dirs, containers: ps.stdout.split('\n').filter(Boolean) }
 }
 
 export async function waitFor(cond: () => Promise<boolean>, ms = 60_000): Promise<boolean> {

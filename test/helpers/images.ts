@@ -22,6 +22,7 @@ export const MANY = 'dft-many:1'
 export const SIMPLE = 'dft-simple:1'
 export const BULK = 'dft-bulk:1'
 export const LARGE = 'dft-large:1'
+export const HIDDEN = 'dft-hidden:1'
 
 const RECIPE_LABEL = 'dft.recipe'
 /** Every file of the base has this mtime, so the base layer's bytes (its diff id) are stable. */
@@ -494,6 +495,28 @@ export async function buildLarge(opts: BuildOptions = {}): Promise<string> {
   await buildBase()
   return ensure(LARGE, opts, async () => recipeHash('large', LARGE_DOCKERFILE), BASE, async (recipe, force) => {
     await buildDockerfile(LARGE, withRecipe(LARGE_DOCKERFILE, recipe), force)
+  })
+}
+
+const HIDDEN_DOCKERFILE = `FROM ${BASE}
+COPY hosts /etc/hosts
+COPY hostname /etc/hostname
+RUN mkdir /app && echo app > /app/file
+`
+
+/** What dft-hidden:1's layers put at paths a container covers with Docker's own files. */
+export const HIDDEN_FILES = { 'etc/hosts': '127.0.0.1 flattened.example\n', 'etc/hostname': 'flattened\n' }
+
+/**
+ * dft-hidden:1: layers that change /etc/hosts and /etc/hostname, which `docker export` cannot
+ * show: a container covers them with Docker's own files.
+ */
+export async function buildHidden(opts: BuildOptions = {}): Promise<string> {
+  await buildBase()
+  return ensure(HIDDEN, opts, async () => recipeHash('hidden', HIDDEN_DOCKERFILE, HIDDEN_FILES), BASE, async (recipe, force) => {
+    await buildDockerfile(HIDDEN, withRecipe(HIDDEN_DOCKERFILE, recipe), force, async (ctx) => {
+      for (const [path, content] of Object.entries(HIDDEN_FILES)) await writeFile(join(ctx, path.slice('etc/'.length)), content)
+    })
   })
 }
 
