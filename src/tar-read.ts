@@ -252,12 +252,28 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
   }
 }
 
+/** No leading, trailing or doubled slash, and no `.` or `..` component: the common case. */
+function isClean(name: Buffer): boolean {
+  const n = name.length
+  if (n === 0 || name[0] === 0x2f || name[n - 1] === 0x2f) return false
+  let start = 0
+  for (let i = 0; i <= n; i++) {
+    if (i < n && name[i] !== 0x2f) continue
+    const len = i - start
+    if (len === 0) return false
+    if (name[start] === 0x2e && (len === 1 || (len === 2 && name[start + 1] === 0x2e))) return false
+    start = i + 1
+  }
+  return true
+}
+
 /**
  * A tar member name as a clean relative path, or an error when it is absolute after cleaning,
  * climbs out with `..`, or is empty. Nothing dflatten does writes these paths to the host; the
  * check keeps a hostile layer from describing a filesystem no image can have.
  */
 export function cleanMemberName(name: Buffer): Buffer {
+  if (isClean(name)) return name
   const parts = name.toString('latin1').split('/')
   const kept: string[] = []
   for (const p of parts) {
