@@ -240,6 +240,15 @@ export function markdown(d: ReportData): string {
     out.push(`| ${i.key} | ${cells.join(' | ')} |`)
   }
   out.push('')
+  // The save method's own yardstick: it cannot avoid reading the image from the daemon once.
+  const saveRatios = d.images.flatMap((i) => {
+    const [m, saved, floor] = [medianWall(d, i.key, 'save'), medianWall(d, i.key, 'docker-save'), medianWall(d, i.key, 'floor')]
+    return m !== null && saved !== null && floor !== null ? [`${i.key} ${(m / (saved + floor)).toFixed(2)}×`] : []
+  })
+  if (saveRatios.length) {
+    out.push(`\`--method save\` against \`docker save\` + the floor (both medians): ${saveRatios.join(', ')}.`)
+    out.push('')
+  }
   const stageLines = stageBreakdown(d)
   if (stageLines.length) {
     out.push('## dflatten stage times (median, from --json)')
