@@ -187,6 +187,25 @@ t.test('the stage commands piped by hand give the same image as the one-shot com
   await removeImage('dft-result-oneshot:1')
 })
 
+t.test('the save method packed twice by hand from one kept work dir leaves no container behind', async (t) => {
+  const doc = '/tmp/dft-diffed-save.json'
+  const diffed = await execa('bash', ['-o', 'pipefail', '-c', `${BIN} resolve ${images.simple} -m save | ${BIN} mount | ${BIN} diff > ${doc}`], { reject: false })
+  t.equal(diffed.exitCode, 0, String(diffed.stderr))
+  const sizes: number[] = []
+  for (let i = 0; i < 2; i++) {
+    const packed = await execa('bash', ['-o', 'pipefail', '-c', `${BIN} pack --keep < ${doc} | wc -c`], { reject: false })
+    t.equal(packed.exitCode, 0, String(packed.stderr))
+    sizes.push(Number(packed.stdout))
+    t.same((await leftovers()).containers, [], `pack ${i + 1}: its export container is gone once read`)
+  }
+  t.equal(sizes[1], sizes[0], 'both packs give the same archive size')
+  t.ok(sizes[0] > 0)
+  const c = await dflatten(['cleanup'])
+  t.equal(c.exitCode, 0, c.stderr)
+  await clean(t)
+  await rm(doc, { force: true })
+})
+
 t.test('--output writes an archive that docker load turns into the same image', async (t) => {
   const ref = images.simple
   const r = await dflatten([ref, '-t', 'dft-result-file:1', '--output', '/tmp/dft-result-file.tar'])
