@@ -20,7 +20,7 @@ import { cleanupAll, destroy, release, track } from './cleanup.js'
 import { abandonedWorkspaces, writeOwner, mountsUnder, workRoot, workspaceContainer } from './workspace.js'
 import { pumpAll } from './pipeline.js'
 import { DflattenError } from './errors.js'
-import { abortOnSignals, stdoutSink } from './cli.js'
+import { abortOnSignals, stdoutSink, tuneHeap } from './cli.js'
 
 export const STAGE_COMMANDS = ['resolve', 'mount', 'diff', 'pack', 'load', 'cleanup']
 
@@ -122,7 +122,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
       }
       case 'diff': {
         const doc = await readDoc(stage)
-        expectDoc(doc, 'mounted', stage)
+        tuneHeap(expectDoc(doc, 'mounted', stage).method)
         writeDoc(await holding(doc, () => diff(doc, ctx)))
         return 0
       }

@@ -34,6 +34,8 @@ export interface FlattenOptions extends ResolveOptions {
   noCache?: boolean
   /** Told how many bytes of the new layer have streamed, of how many. */
   onProgress?: (p: Progress) => void
+  /** Told the plan once it is made, before any work on it. */
+  onPlan?: (plan: Plan) => void
 }
 
 export interface Progress {
@@ -130,6 +132,7 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
       log(`removed ${dir}, left behind by an interrupted run`)
     }
     const plan = await resolve(opts)
+    opts.onPlan?.(plan)
     const timings = { resolve: (performance.now() - started) / 1000 }
     opts.signal?.throwIfAborted()
     const above = plan.source.layers.length - plan.base.layers.length
