@@ -51,14 +51,25 @@ function mismatch(path: Buffer, what: string): DflattenError {
   return new DflattenError(`docker export and the image's layers disagree on /${path.toString()}: ${what}; ${SECOND_SAVE_HINT}`)
 }
 
+/** How pass 1 records a file's content, so this pass can check it: sha256, base64. */
+const newHash = (): ReturnType<typeof createHash> => createHash('sha256')
+const digestOf = (hash: ReturnType<typeof createHash>): string => hash.digest('base64')
+
+/** A file's content digest, as `LayerEntry.sha256` holds it. */
+export async function fileDigest(body: AsyncIterable<Buffer>): Promise<string> {
+  const hash = newHash()
+  for await (const c of body) hash.update(c)
+  return digestOf(hash)
+}
+
 /** Content that fails when it does not hash to what pass 1 recorded. */
 async function* checked(body: AsyncIterable<Buffer>, e: LayerEntry): AsyncGenerator<Buffer> {
-  const hash = createHash('sha256')
+  const hash = newHash()
   for await (const c of body) {
     hash.update(c)
     yield c
   }
-  if (e.sha256 !== undefined && hash.digest('base64') !== e.sha256) throw mismatch(e.path, 'the content differs')
+  if (e.sha256 !== undefined && digestOf(hash) !== e.sha256) throw mismatch(e.path, 'the content differs')
 }
 
 /**

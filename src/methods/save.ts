@@ -26,6 +26,7 @@ import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
 import { cleanMemberName, readTar, type TarEntry, type TarHeader } from '../tar-read.js'
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../whiteout.js'
 import { whiteoutEntry } from './stat.js'
+import { fileDigest } from './export-content.js'
 
 /** Small non-layer members (manifests, configs) are kept whole; larger ones are not metadata. */
 const MAX_JSON = 8 * 1024 * 1024
@@ -141,27 +142,6 @@ async function* blobEntries(body: AsyncIterable<Buffer>, gzip: boolean): AsyncGe
   return { digest, diffId: plain ? 'sha256:' + plain.digest('hex') : digest, size }
 }
 
-async function contentDigest(body: AsyncIterable<Buffer>): Promise<string> {
-  let hash: ReturnType<typeof createHash> | null = null
-  let first: Buffer | null = null
-  for await (const c of body) {
-    if (!first && !hash) {
-      first = c
-      continue
-    }
-    if (!hash) {
-      hash = createHash('sha256').update(first!)
-      first = null
-    }
-    hash.update(c)
-  }
-  // Most files arrive in one piece: the one-shot hash spares a Hash object each.
-  return hash ? hash.digest('base64') : oneShot(first ?? EMPTY)
-}
-
-const EMPTY = Buffer.alloc(0)
-const oneShot = (b: Buffer): string => createHash('sha256').update(b).digest('base64')
-
 /** Run a generator to its end, handing each value to `each`; resolves with its return value. */
 async function drive<T, R>(gen: AsyncGenerator<T, R>, each: (v: T) => void | Promise<void>): Promise<R> {
   for (let r = await gen.next(); ; r = await gen.next()) {
@@ -186,7 +166,7 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
       const blob = await drive(blobEntries(all, gzip), async (e) => {
         const entry = headerOf(e) as IndexedEntry
         entry.index = e.index
-        if (e.type === '0') entry.sha256 = await contentDigest(e.body())
+        if (e.type === '0') entry.sha256 = await fileDigest(e.body())
         kept.push(entry)
       })
       index.layers.set(name, { member: name, ...blob, gzip, position: position++ })
