@@ -65,12 +65,15 @@ class ByteReader {
     return true
   }
 
-  /** Exactly n bytes, or null at a clean end of stream; a partial block is truncation. */
-  async take(n: number): Promise<Buffer | null> {
+  /**
+   * Exactly n bytes, or null at a clean end of stream; a partial read is truncation, reported as
+   * the stream ending `where`.
+   */
+  async take(n: number, where = 'in the middle of a block'): Promise<Buffer | null> {
     while (this.buf.length < n) {
       if (!(await this.more())) {
         if (this.buf.length === 0) return null
-        throw corrupt('the stream ends in the middle of a block')
+        throw corrupt(`the stream ends ${where}`)
       }
     }
     const out = this.buf.subarray(0, n)
@@ -101,6 +104,11 @@ function cstring(b: Buffer): Buffer {
   return nul === -1 ? b : b.subarray(0, nul)
 }
 
+/** What String.prototype.trim removes, of the latin1 range. */
+function isSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0
+}
+
 function number(b: Buffer, field: string): number {
   if (b[0] & 0x80) {
     // GNU base-256: big-endian two's complement; only non-negative values make sense here.
@@ -109,22 +117,38 @@ function number(b: Buffer, field: string): number {
     for (let i = 1; i < b.length; i++) v = v * 256 + b[i]
     return v
   }
-  const s = cstring(b).toString('latin1').trim()
-  if (s === '') return 0
-  if (!/^[0-7]+$/.test(s)) throw corrupt(`bad ${field} ${JSON.stringify(s)}`)
-  return parseInt(s, 8)
+  // Octal digits between optional spaces, ended by NUL, space or the field's end. Read by hand:
+  // every header has eight of these, and a layer can hold hundreds of thousands of headers.
+  let i = 0
+  while (i < b.length && isSpace(b[i])) i++
+  let v = 0
+  for (; i < b.length; i++) {
+    const c = b[i]
+    if (c < 0x30 || c > 0x37) break
+    v = v * 8 + (c - 0x30)
+  }
+  while (i < b.length && isSpace(b[i])) i++
+  if (i < b.length && b[i] !== 0) {
+    throw corrupt(`bad ${field} ${JSON.stringify(cstring(b).toString('latin1').trim())}`)
+  }
+  return v
 }
 
 function checksumOk(block: Buffer): boolean {
   const stored = number(block.subarray(148, 156), 'checksum')
-  let unsigned = 0
-  let signed = 0
-  for (let i = 0; i < BLOCK; i++) {
-    const c = i >= 148 && i < 156 ? 0x20 : block[i]
-    unsigned += c
-    signed += c > 127 ? c - 256 : c
-  }
-  return stored === unsigned || stored === signed
+  let unsigned = 8 * 0x20 // the checksum field itself counts as spaces
+  for (let i = 0; i < 148; i++) unsigned += block[i]
+  for (let i = 156; i < BLOCK; i++) unsigned += block[i]
+  if (stored === unsigned) return true
+  // Some old writers summed signed bytes.
+  let signed = 8 * 0x20
+  for (let i = 0; i < BLOCK; i++) if (i < 148 || i >= 156) signed += block[i] > 127 ? block[i] - 256 : block[i]
+  return stored === signed
+}
+
+function isZeroBlock(block: Buffer): boolean {
+  for (let i = 0; i < BLOCK; i++) if (block[i] !== 0) return false
+  return true
 }
 
 /** PAX records: `<len> <key>=<value>\n`, values as raw bytes. */
@@ -152,58 +176,56 @@ function padding(n: number): number {
   return (BLOCK - (n % BLOCK)) % BLOCK
 }
 
-/** The entries of a tar stream, in order. Each entry's body must be consumed before the next. */
-export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<TarEntry> {
-  const r = new ByteReader(source[Symbol.asyncIterator]())
-  let globalPax = new Map<string, Buffer>()
-  let pax: Map<string, Buffer> | null = null
-  let longName: Buffer | null = null
-  let longLink: Buffer | null = null
+const NO_EXT = new Map<string, Buffer>()
+const INSIDE_META = 'inside an extended header'
+const INSIDE_PADDING = 'inside padding'
 
-  const readMeta = async (size: number, what: string): Promise<Buffer> => {
-    if (size > MAX_META) throw corrupt(`${what} of ${size} bytes`)
-    const data = await r.take(size + padding(size))
-    if (!data) throw corrupt(`the stream ends inside ${what}`)
-    return data.subarray(0, size)
-  }
+/** What one header block says, read in the light of the extended records before it. */
+type Header =
+  /** End of archive: the rest of the stream is padding. */
+  | { kind: 'end' }
+  /** A PAX or GNU long-name record of `size` bytes (plus padding) follows; hand it to `meta`. */
+  | { kind: 'meta'; type: string; size: number }
+  /** An entry, with `content` bytes (plus padding) of content following. */
+  | { kind: 'entry'; header: TarHeader; content: number }
 
-  for (;;) {
-    const block = await r.take(BLOCK)
-    if (!block) return // no end-of-archive blocks: tolerated, as GNU tar does
-    if (block.every((b) => b === 0)) {
-      await r.drain() // end of archive; the rest is padding
-      return
-    }
+/**
+ * Header blocks and the PAX and GNU records that extend them: the tar format itself, shared by
+ * the pull reader (readTar) and the push one (TarParser), which differ only in how bytes come.
+ */
+class HeaderDecoder {
+  private globalPax = NO_EXT
+  private pax: Map<string, Buffer> | null = null
+  private longName: Buffer | null = null
+  private longLink: Buffer | null = null
+
+  block(block: Buffer): Header {
+    if (block[0] === 0 && isZeroBlock(block)) return { kind: 'end' }
     if (!checksumOk(block)) throw corrupt('a header checksum does not match')
     const type = block[156] === 0 ? '0' : String.fromCharCode(block[156])
     const size = number(block.subarray(124, 136), 'size')
     if (size > MAX_SIZE) throw corrupt(`an entry of ${size} bytes`)
-
     if (type === 'x' || type === 'g') {
-      const records = parsePax(await readMeta(size, 'a PAX header'))
-      if (type === 'g') globalPax = new Map([...globalPax, ...records])
-      else pax = records
-      continue
+      if (size > MAX_META) throw corrupt(`a PAX header of ${size} bytes`)
+      return { kind: 'meta', type, size }
     }
     if (type === 'L' || type === 'K') {
-      const value = cstring(await readMeta(size, 'a GNU long name'))
-      if (type === 'L') longName = value
-      else longLink = value
-      continue
+      if (size > MAX_META) throw corrupt(`a GNU long name of ${size} bytes`)
+      return { kind: 'meta', type, size }
     }
 
-    const ext = new Map([...globalPax, ...(pax ?? [])])
-    pax = null
+    const ext = this.pax ? new Map([...this.globalPax, ...this.pax]) : this.globalPax
+    this.pax = null
     let name = cstring(block.subarray(0, 100))
     const ustar = block.toString('latin1', 257, 262) === 'ustar'
-    const prefix = ustar ? cstring(block.subarray(345, 500)) : Buffer.alloc(0)
+    const prefix = ustar ? cstring(block.subarray(345, 500)) : NO_LINK
     if (prefix.length) name = Buffer.concat([prefix, Buffer.from('/'), name])
-    name = ext.get('path') ?? longName ?? name
-    const linkname = ext.get('linkpath') ?? longLink ?? cstring(block.subarray(157, 257))
-    longName = longLink = null
+    name = ext.get('path') ?? this.longName ?? name
+    const linkname = ext.get('linkpath') ?? this.longLink ?? cstring(block.subarray(157, 257))
+    this.longName = this.longLink = null
 
     const paxNumber = (key: string, fallback: number): number => {
-      const v = ext.get(key)
+      const v = ext.size ? ext.get(key) : undefined
       if (v === undefined) return fallback
       const n = Number(v.toString('latin1'))
       if (!Number.isFinite(n)) throw corrupt(`bad PAX ${key}`)
@@ -211,23 +233,16 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     }
     const entrySize = paxNumber('size', size)
     if (entrySize > MAX_SIZE || entrySize < 0) throw corrupt(`an entry of ${entrySize} bytes`)
-    const found = [...ext].filter(([k]) => k.startsWith('SCHILY.xattr.'))
+    const found = ext.size ? [...ext].filter(([k]) => k.startsWith('SCHILY.xattr.')) : NO_XATTRS
     const xattrs: Array<[string, Buffer]> = !found.length ? NO_XATTRS : found
       .map(([k, v]): [string, Buffer] => [k.slice('SCHILY.xattr.'.length), Buffer.from(v)])
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 
     // Only regular files carry content; for the others a size field is metadata at most.
     const content = type === '0' || type === '7' ? entrySize : 0
-    let left = content
-    const rest = async function* (): AsyncGenerator<Buffer> {
-      for await (const c of r.chunks(left)) {
-        left -= c.length
-        yield c
-      }
-    }
     // Copies: views into the stream's chunks would keep whole chunks alive as long as the
     // caller keeps the header (the save method keeps every header of the layers it merges).
-    const entry: TarEntry = {
+    const header: TarHeader = {
       name: Buffer.from(name),
       type: type === '7' ? '0' : type,
       mode: number(block.subarray(100, 108), 'mode') & 0o7777,
@@ -239,16 +254,165 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
       devmajor: number(block.subarray(329, 337), 'devmajor'),
       devminor: number(block.subarray(337, 345), 'devminor'),
       xattrs,
+    }
+    return { kind: 'entry', header, content }
+  }
+
+  /** The record a 'meta' header announced, without its padding. */
+  meta(type: string, record: Buffer): void {
+    // A copy: the records outlive the buffer they were gathered in.
+    const data = Buffer.from(record)
+    if (type === 'x' || type === 'g') {
+      const records = parsePax(data)
+      if (type === 'g') this.globalPax = new Map([...this.globalPax, ...records])
+      else this.pax = records
+    } else if (type === 'L') this.longName = cstring(data)
+    else this.longLink = cstring(data)
+  }
+}
+
+/** The entries of a tar stream, in order. Each entry's body must be consumed before the next. */
+export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<TarEntry> {
+  const r = new ByteReader(source[Symbol.asyncIterator]())
+  const decoder = new HeaderDecoder()
+  for (;;) {
+    const block = await r.take(BLOCK)
+    if (!block) return // no end-of-archive blocks: tolerated, as GNU tar does
+    const h = decoder.block(block)
+    if (h.kind === 'end') {
+      await r.drain()
+      return
+    }
+    if (h.kind === 'meta') {
+      const data = await r.take(h.size + padding(h.size), INSIDE_META)
+      if (!data) throw corrupt(`the stream ends ${INSIDE_META}`)
+      decoder.meta(h.type, data.subarray(0, h.size))
+      continue
+    }
+    const { header, content } = h
+    let left = content
+    const rest = async function* (): AsyncGenerator<Buffer> {
+      for await (const c of r.chunks(left)) {
+        left -= c.length
+        yield c
+      }
+    }
+    const entry: TarEntry = Object.assign(header, {
       body: rest,
       // Whatever the reader left of the content, then the padding to the next header.
       skip: async () => {
         for await (const _ of rest()) void _
         const pad = padding(content)
-        if (pad && !(await r.take(pad))) throw corrupt('the stream ends inside padding')
+        if (pad && !(await r.take(pad, INSIDE_PADDING))) throw corrupt(`the stream ends ${INSIDE_PADDING}`)
       },
-    }
+    })
     yield entry
     await entry.skip()
+  }
+}
+
+/** What a TarParser hands its entries to, in stream order. */
+export interface TarSink {
+  entry(header: TarHeader): void
+  /** The current entry's content, in pieces (views into the input: copy what is kept). */
+  data(chunk: Buffer): void
+  /** The current entry's content is complete (called for every entry, with content or not). */
+  end(): void
+}
+
+/**
+ * The same format as readTar, pushed rather than pulled: bytes go in with `write`, entries come
+ * out synchronously. For a pass that only looks (the save method's index), this costs no promise
+ * per entry or per piece of content, where readTar costs several.
+ */
+export class TarParser {
+  private readonly decoder = new HeaderDecoder()
+  private state: 'header' | 'meta' | 'body' | 'pad' | 'done' = 'header'
+  /** A header or extended record being gathered. */
+  private acc: Buffer = Buffer.allocUnsafe(BLOCK)
+  private have = 0
+  private need = BLOCK
+  private metaType = ''
+  private metaSize = 0
+  private left = 0
+  private pad = 0
+
+  constructor(private readonly sink: TarSink) {}
+
+  /** Past the end-of-archive blocks: what follows is padding and is not looked at. */
+  get done(): boolean {
+    return this.state === 'done'
+  }
+
+  write(chunk: Buffer): void {
+    let pos = 0
+    while (pos < chunk.length && this.state !== 'done') {
+      if (this.state === 'body') {
+        const n = Math.min(this.left, chunk.length - pos)
+        this.sink.data(chunk.subarray(pos, pos + n))
+        pos += n
+        this.left -= n
+        if (this.left === 0) this.entryDone()
+      } else if (this.state === 'pad') {
+        const n = Math.min(this.pad, chunk.length - pos)
+        pos += n
+        this.pad -= n
+        if (this.pad === 0) this.expect('header', BLOCK)
+      } else {
+        const n = Math.min(this.need - this.have, chunk.length - pos)
+        let whole: Buffer | null = null
+        if (this.have === 0 && n === this.need) whole = chunk.subarray(pos, pos + n)
+        else chunk.copy(this.acc, this.have, pos, pos + n)
+        pos += n
+        this.have += n
+        if (this.have === this.need) this.gathered(whole ?? this.acc.subarray(0, this.need))
+      }
+    }
+  }
+
+  /** The input has ended: an error unless it ended between entries. */
+  finish(): void {
+    if (this.state === 'done' || (this.state === 'header' && this.have === 0)) return
+    if (this.state === 'body') throw corrupt('the stream ends in the middle of a file')
+    if (this.state === 'pad') throw corrupt(`the stream ends ${INSIDE_PADDING}`)
+    if (this.state === 'meta') throw corrupt(`the stream ends ${INSIDE_META}`)
+    throw corrupt('the stream ends in the middle of a block')
+  }
+
+  private expect(state: 'header' | 'meta', n: number): void {
+    this.state = state
+    this.have = 0
+    this.need = n
+    if (this.acc.length < n) this.acc = Buffer.allocUnsafe(n)
+  }
+
+  private gathered(data: Buffer): void {
+    if (this.state === 'meta') {
+      this.decoder.meta(this.metaType, data.subarray(0, this.metaSize))
+      this.expect('header', BLOCK)
+      return
+    }
+    const h = this.decoder.block(data)
+    if (h.kind === 'end') {
+      this.state = 'done'
+    } else if (h.kind === 'meta') {
+      this.metaType = h.type
+      this.metaSize = h.size
+      this.expect('meta', h.size + padding(h.size))
+      if (this.need === 0) this.gathered(this.acc.subarray(0, 0))
+    } else {
+      this.sink.entry(h.header)
+      this.left = h.content
+      this.pad = padding(h.content)
+      if (this.left === 0) this.entryDone()
+      else this.state = 'body'
+    }
+  }
+
+  private entryDone(): void {
+    this.sink.end()
+    if (this.pad) this.state = 'pad'
+    else this.expect('header', BLOCK)
   }
 }
 

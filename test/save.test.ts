@@ -1,7 +1,8 @@
 // The save method's pieces without a daemon: the tar reader (round trip with our writer, and
 // hostile input), and the layer merge, checked against a model of how a daemon applies layers.
 import t from 'tap'
-import { readTar, cleanMemberName } from '../src/tar-read.js'
+import { readTar, cleanMemberName, TarParser, type TarHeader } from '../src/tar-read.js'
+import { FileDigest, fileDigest } from '../src/methods/export-content.js'
 import { layerStream } from '../src/archive.js'
 import { BaseContent, mergeLayers, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
 import type { LayerEntry } from '../src/entry.js'
@@ -85,6 +86,164 @@ t.test('hostile or broken archives fail with a message, never silently', async (
   t.throws(() => cleanMemberName(Buffer.from('../../etc/passwd')), /climbs out/)
   t.throws(() => cleanMemberName(Buffer.from('a/../../b')), /climbs out/)
   t.equal(cleanMemberName(Buffer.from('./a//b/')).toString(), 'a/b')
+})
+
+// ---- the push parser (pass 1) against the pull reader ----------------------------------------
+
+/** A raw ustar header block with a correct checksum, for records our writer never makes. */
+function rawHeader(name: string, type: string, size: number): Buffer {
+  const b = Buffer.alloc(512)
+  b.write(name, 0, 'latin1')
+  b.write('0000644\0', 100, 'latin1')
+  b.write('0000000\0', 108, 'latin1')
+  b.write('0000000\0', 116, 'latin1')
+  b.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1')
+  b.write('00000000000\0', 136, 'latin1')
+  b.write(type, 156, 'latin1')
+  b.write('ustar\x0000', 257, 'latin1')
+  b.fill(0x20, 148, 156)
+  let sum = 0
+  for (let i = 0; i < 512; i++) sum += b[i]
+  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
+  return b
+}
+
+function record(name: string, type: string, data: Buffer): Buffer {
+  const pad = Buffer.alloc((512 - (data.length % 512)) % 512)
+  return Buffer.concat([rawHeader(name, type, data.length), data, pad])
+}
+
+const pax = (key: string, value: string): Buffer => {
+  const body = ` ${key}=${value}\n`
+  let len = body.length + 1
+  while (String(len).length + body.length !== len) len = String(len).length + body.length
+  return Buffer.from(len + body, 'latin1')
+}
+
+/** Every kind of record the readers know: ustar, PAX (local and global), GNU long names, content. */
+async function mixedArchive(): Promise<Buffer> {
+  const contents = [0, 1, 511, 512, 513, 70000].map((n) => Buffer.alloc(n, n % 251))
+  const files: LayerEntry[] = contents.map((c, i) => ({
+    path: Buffer.from(`f${i}-` + 'n'.repeat(i * 40)),
+    kind: 'file',
+    mode: 0o640,
+    uid: i,
+    gid: 2 * i,
+    mtime: 1000 + i,
+    size: c.length,
+  }))
+  const written = await collect(layerStream([...sample, ...files], (e) => [contents[files.indexOf(e)]] as unknown as AsyncIterable<Buffer>))
+  const body = written.subarray(0, written.length - 1024) // without the end-of-archive blocks
+  const long = 'L/'.repeat(120) + 'gnu'
+  return Buffer.concat([
+    record('pax_global_header', 'g', pax('uid', '4242')),
+    body,
+    record('././@LongLink', 'L', Buffer.from(long + '\0')),
+    record('././@LongLink', 'K', Buffer.from('target/' + 'k'.repeat(150) + '\0')),
+    rawHeader('short', '1', 0),
+    record('gnu-file', '0', Buffer.from('hello')),
+    Buffer.alloc(1024),
+    Buffer.from('trailing padding the readers must not look at'),
+  ])
+}
+
+interface Seen {
+  header: TarHeader
+  content: Buffer
+}
+
+async function pulled(chunks: AsyncIterable<Buffer>): Promise<Seen[]> {
+  const out: Seen[] = []
+  for await (const e of readTar(chunks)) {
+    const { body: _b, skip: _s, ...header } = e
+    out.push({ header, content: await collect(e.body()) })
+  }
+  return out
+}
+
+function pushed(chunks: Buffer[]): Seen[] {
+  const out: Seen[] = []
+  let parts: Buffer[] = []
+  const parser = new TarParser({
+    entry: (header) => out.push({ header, content: Buffer.alloc(0) }),
+    data: (c) => parts.push(Buffer.from(c)),
+    end: () => {
+      out[out.length - 1].content = Buffer.concat(parts)
+      parts = []
+    },
+  })
+  for (const c of chunks) parser.write(c)
+  parser.finish()
+  return out
+}
+
+function split(b: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = []
+  for (let i = 0; i < b.length; i += size) out.push(b.subarray(i, i + size))
+  return out
+}
+
+async function* from(chunks: Buffer[]): AsyncGenerator<Buffer> {
+  yield* chunks
+}
+
+t.test('the push parser reads what the pull reader reads, however the bytes are split', async (t) => {
+  const tar = await mixedArchive()
+  const want = await pulled(from([tar]))
+  t.equal(want.length, sample.length + 6 + 2, 'every entry, the GNU ones included')
+  t.equal(want.at(-2)!.header.name.toString(), 'L/'.repeat(120) + 'gnu', 'a GNU long name applies to the next entry')
+  t.match(want.at(-2)!.header.linkname.toString(), /^target\/k+$/)
+  t.equal(want.at(-1)!.header.name.toString(), 'gnu-file', 'and to that entry only')
+  t.same(new Set(want.map((e) => e.header.uid)), new Set([4242]), 'a global PAX record applies to every entry after it')
+  for (const size of [1, 3, 511, 512, 513, 777, 4096, tar.length]) {
+    const got = pushed(split(tar, size))
+    t.same(got, want, `pieces of ${size} bytes`)
+  }
+  const random = rng(11)
+  const pieces: Buffer[] = []
+  for (let i = 0; i < tar.length; ) {
+    const n = 1 + Math.floor(random() * 2000)
+    pieces.push(tar.subarray(i, i + n))
+    i += n
+  }
+  t.same(pushed(pieces), want, 'pieces of random sizes')
+})
+
+t.test('the push parser refuses what the pull reader refuses, with the same words', async (t) => {
+  const tar = await mixedArchive()
+  const damaged: Array<[string, Buffer]> = []
+  const flip = Buffer.from(tar)
+  flip[3] ^= 0x10
+  damaged.push(['a flipped byte in a header', flip])
+  for (const cut of [100, 512 + 200, 3000, tar.length - 1200]) damaged.push([`cut at ${cut}`, tar.subarray(0, cut)])
+  const badNumber = rawHeader('x', '0', 0)
+  badNumber.write('12x4', 100, 'latin1')
+  damaged.push(['a mode that is not octal', badNumber])
+  for (const [what, b] of damaged) {
+    let pullError = ''
+    await pulled(from(split(b, 700))).catch((e: Error) => (pullError = e.message))
+    let pushError = ''
+    try {
+      pushed(split(b, 700))
+    } catch (e) {
+      pushError = (e as Error).message
+    }
+    t.not(pullError, '', `${what}: the pull reader refuses it`)
+    t.equal(pushError, pullError, `${what}: so does the push parser`)
+  }
+})
+
+t.test('a file digest fed in pieces is the digest of the whole', async (t) => {
+  const random = rng(5)
+  for (const size of [0, 1, 64, 65536, 200000]) {
+    const content = Buffer.from(Array.from({ length: size }, () => Math.floor(random() * 256)))
+    const want = await fileDigest(from([content]))
+    for (const piece of [1, 1000, size || 1]) {
+      const d = new FileDigest(size)
+      for (const c of split(content, piece)) d.update(c)
+      t.equal(d.digest(), want, `${size} bytes in pieces of ${piece}`)
+    }
+  }
 })
 
 t.test('cleaning a member name: the shortcut for names already clean agrees with the long way', async (t) => {

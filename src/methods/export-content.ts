@@ -13,7 +13,7 @@
  * supply that content, and the second save does (see `exportCanSupply`). Every file taken from
  * the export is checked against pass 1: a regular file, of the size and sha256 the layers give.
  */
-import { createHash } from 'node:crypto'
+import crypto, { createHash } from 'node:crypto'
 import type { LayerEntry } from '../entry.js'
 import { DflattenError } from '../errors.js'
 import { cleanMemberName, readTar, type TarEntry } from '../tar-read.js'
@@ -54,12 +54,32 @@ function mismatch(path: Buffer, what: string): DflattenError {
 /** How pass 1 records a file's content, so this pass can check it: sha256, base64. */
 const newHash = (): ReturnType<typeof createHash> => createHash('sha256')
 const digestOf = (hash: ReturnType<typeof createHash>): string => hash.digest('base64')
+// One call, no Hash object: most files of a layer arrive in one piece. (crypto.hash: Node 20.12+.)
+const oneShot = (crypto as { hash?: (alg: string, data: Buffer, enc: 'base64') => string }).hash
 
 /** A file's content digest, as `LayerEntry.sha256` holds it. */
 export async function fileDigest(body: AsyncIterable<Buffer>): Promise<string> {
   const hash = newHash()
   for await (const c of body) hash.update(c)
   return digestOf(hash)
+}
+
+/** The same digest, fed piece by piece: for a parser that pushes content (pass 1). */
+export class FileDigest {
+  private hash: ReturnType<typeof createHash> | null = null
+  private result: string | null = null
+
+  constructor(private readonly size: number) {}
+
+  update(chunk: Buffer): void {
+    if (!this.hash && chunk.length === this.size && oneShot) this.result = oneShot('sha256', chunk, 'base64')
+    else (this.hash ??= newHash()).update(chunk)
+  }
+
+  digest(): string {
+    if (this.result !== null) return this.result
+    return digestOf(this.hash ?? newHash())
+  }
 }
 
 /** Content that fails when it does not hash to what pass 1 recorded. */

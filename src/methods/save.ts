@@ -23,10 +23,10 @@ import { createGunzip } from 'node:zlib'
 import type { LayerEntry } from '../entry.js'
 import { DflattenError } from '../errors.js'
 import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
-import { cleanMemberName, readTar, type TarEntry, type TarHeader } from '../tar-read.js'
+import { cleanMemberName, readTar, TarParser, type TarEntry, type TarHeader, type TarSink } from '../tar-read.js'
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../whiteout.js'
 import { whiteoutEntry } from './stat.js'
-import { fileDigest } from './export-content.js'
+import { FileDigest } from './export-content.js'
 
 /** Small non-layer members (manifests, configs) are kept whole; larger ones are not metadata. */
 const MAX_JSON = 8 * 1024 * 1024
@@ -119,10 +119,10 @@ interface BlobDigests {
 }
 
 /**
- * One layer blob's entries, with the digests of the blob and of its uncompressed tar computed on
- * the way and returned at the end.
+ * A layer blob's tar bytes (gunzipped when gzip), with the digests of the blob and of its tar
+ * computed on the way: `digests` reads what the tar reader left (the blob's end) and gives them.
  */
-async function* blobEntries(body: AsyncIterable<Buffer>, gzip: boolean): AsyncGenerator<TarEntry & { index: number }, BlobDigests> {
+function blobTar(body: AsyncIterable<Buffer>, gzip: boolean): { tar: AsyncIterable<Buffer>; digests(): Promise<BlobDigests> } {
   const raw = createHash('sha256')
   // An uncompressed blob is its own tar: one digest serves as both.
   const plain = gzip ? createHash('sha256') : null
@@ -134,20 +134,60 @@ async function* blobEntries(body: AsyncIterable<Buffer>, gzip: boolean): AsyncGe
     }
   })()
   const tarBytes: AsyncIterable<Buffer> = gzip ? Readable.from(counted).pipe(createGunzip()) : counted
-  let index = 0
-  for await (const e of readTar(plain ? hashing(tarBytes, plain) : tarBytes)) yield Object.assign(e, { index: index++ })
-  // Whatever follows the end-of-archive blocks still belongs to the blob and its digest.
-  for await (const _ of counted) void _
-  const digest = 'sha256:' + raw.digest('hex')
-  return { digest, diffId: plain ? 'sha256:' + plain.digest('hex') : digest, size }
+  return {
+    tar: plain ? hashing(tarBytes, plain) : tarBytes,
+    async digests() {
+      // Whatever follows the end-of-archive blocks still belongs to the blob and its digest.
+      for await (const _ of counted) void _
+      const digest = 'sha256:' + raw.digest('hex')
+      return { digest, diffId: plain ? 'sha256:' + plain.digest('hex') : digest, size }
+    },
+  }
 }
 
-/** Run a generator to its end, handing each value to `each`; resolves with its return value. */
-async function drive<T, R>(gen: AsyncGenerator<T, R>, each: (v: T) => void | Promise<void>): Promise<R> {
-  for (let r = await gen.next(); ; r = await gen.next()) {
-    if (r.done) return r.value
-    await each(r.value)
+/** One layer blob's entries (for a second save, pass 2), then its digests. */
+async function* blobEntries(body: AsyncIterable<Buffer>, gzip: boolean): AsyncGenerator<TarEntry & { index: number }, BlobDigests> {
+  const blob = blobTar(body, gzip)
+  let index = 0
+  for await (const e of readTar(blob.tar)) yield Object.assign(e, { index: index++ })
+  return blob.digests()
+}
+
+/** The entries of one layer blob as pass 1 keeps them: headers, names cleaned, files hashed. */
+class BlobIndex implements TarSink {
+  readonly kept: IndexedEntry[] = []
+  private file: { entry: IndexedEntry; digest: FileDigest } | null = null
+
+  entry(h: TarHeader): void {
+    const entry = headerOf(h) as IndexedEntry
+    entry.index = this.kept.length
+    this.kept.push(entry)
+    if (h.type === '0') this.file = { entry, digest: new FileDigest(h.size) }
   }
+
+  data(chunk: Buffer): void {
+    this.file!.digest.update(chunk)
+  }
+
+  end(): void {
+    if (!this.file) return
+    this.file.entry.sha256 = this.file.digest.digest()
+    this.file = null
+  }
+}
+
+/**
+ * Pass 1's read of one layer blob: its entries, and the digests of the blob and of its
+ * uncompressed tar. Parsed by pushing (TarParser), as this pass only looks: on the large
+ * benchmark image the pull reader's promises per entry cost more than the hashing.
+ */
+async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ kept: IndexedEntry[] } & BlobDigests> {
+  const index = new BlobIndex()
+  const parser = new TarParser(index)
+  const blob = blobTar(body, gzip)
+  for await (const c of blob.tar) if (!parser.done) parser.write(c)
+  parser.finish()
+  return { kept: index.kept, ...(await blob.digests()) }
 }
 
 /** Pass 1: index a `docker save` stream, keeping entries of the layers whose diff ids are in `keep`. */
@@ -161,14 +201,8 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
     const { head, all } = await peek(member.body(), 512)
     const gzip = isGzip(head)
     if (gzip || isTar(head)) {
-      const kept: IndexedEntry[] = []
       // Which layer a blob is shows only at its end, so every file is hashed, base layers too.
-      const blob = await drive(blobEntries(all, gzip), async (e) => {
-        const entry = headerOf(e) as IndexedEntry
-        entry.index = e.index
-        if (e.type === '0') entry.sha256 = await fileDigest(e.body())
-        kept.push(entry)
-      })
+      const { kept, ...blob } = await indexBlob(all, gzip)
       index.layers.set(name, { member: name, ...blob, gzip, position: position++ })
       if (keep.has(blob.diffId)) index.entries.set(blob.diffId, kept)
       if (base.has(blob.diffId)) {
@@ -186,7 +220,7 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
 }
 
 /** The header alone, names cleaned: what the merge keeps of each entry. */
-function headerOf(e: TarEntry): TarHeader {
+function headerOf(e: TarHeader): TarHeader {
   return {
     name: cleanMemberName(e.name),
     type: e.type,
