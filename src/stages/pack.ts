@@ -98,42 +98,52 @@ function savedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
  * it.
  */
 function exportedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
-  async function* ordered(): AsyncGenerator<LayerEntry> {
-    // The entries file lists them as diff wrote them: no content, content, then hardlinks.
-    const wanted = new Map<string, LayerEntry>()
-    for await (const e of readEntries(d.entries)) {
-      if (e.from) wanted.set(e.path.toString('latin1'), e)
-      else if (!wanted.size) yield e
-    }
-    if (wanted.size) yield* exported(wanted)
-    let after = false
-    for await (const e of readEntries(d.entries)) {
-      if (e.from) after = true
-      else if (after) yield e
-    }
-  }
+  let run: { child: ResultPromise; stdout: Readable } | null = null
   let content: ExportContent | null = null
-  let child: ResultPromise | null = null
   // A failed export ends its output early: say why it failed rather than what was cut short.
-  const explained = async (e: unknown): Promise<unknown> => (child && (await exitError(child, ['export']))) ?? e
-  async function* exported(wanted: Map<string, LayerEntry>): AsyncGenerator<LayerEntry> {
+  const explained = async (e: unknown): Promise<unknown> => (run && (await exitError(run.child, ['export']))) ?? e
+  async function start(): Promise<NonNullable<typeof run>> {
     const name = await claimContainerName(d.workspace.dir)
     await createContainer(name, d.source.id, d.source.platform, signal).catch((e: unknown) => {
       if (!(e instanceof DflattenError)) throw e
       throw new DflattenError(`cannot make a container to read ${d.source.ref} through docker export (${e.message}); ${SECOND_SAVE_HINT}`)
     })
-    const run = dockerExport(name, signal)
-    child = run.child
-    content = new ExportContent(run.stdout)
+    return (run = dockerExport(name, signal))
+  }
+  async function stop(): Promise<void> {
+    if (run && run.child.exitCode === null) run.child.kill()
+    await run?.child.catch(() => undefined)
+    // Done with it; should this fail, removing the workspace tries again and reports.
+    await removeWorkspaceContainer(d.workspace.dir).catch(() => undefined)
+  }
+  async function* ordered(): AsyncGenerator<LayerEntry> {
+    // Started before the entries are read, so the daemon creates the container and begins its
+    // walk while the entries without content go out (on the large benchmark image, 1.5 s).
+    const started = start()
+    started.catch(() => undefined) // awaited below; until then a failure must not go unhandled
     try {
-      yield* content.entries(wanted)
-    } catch (e) {
-      throw await explained(e)
+      // The entries file lists them as diff wrote them: no content, content, then hardlinks.
+      const wanted = new Map<string, LayerEntry>()
+      for await (const e of readEntries(d.entries)) {
+        if (e.from) wanted.set(e.path.toString('latin1'), e)
+        else if (!wanted.size) yield e
+      }
+      if (wanted.size) {
+        content = new ExportContent((await started).stdout)
+        try {
+          yield* content.entries(wanted)
+        } catch (e) {
+          throw await explained(e)
+        }
+      }
     } finally {
-      if (run.child.exitCode === null) run.child.kill()
-      await run.child.catch(() => undefined)
-      // Done with it; should this fail, removing the workspace tries again and reports.
-      await removeWorkspaceContainer(d.workspace.dir).catch(() => undefined)
+      await started.catch(() => undefined)
+      await stop()
+    }
+    let after = false
+    for await (const e of readEntries(d.entries)) {
+      if (e.from) after = true
+      else if (after) yield e
     }
   }
   async function* body(e: LayerEntry): AsyncGenerator<Buffer> {
