@@ -4,7 +4,10 @@ import t from 'tap'
 import { readTar, cleanMemberName, TarParser, type TarHeader } from '../src/tar-read.js'
 import { FileDigest, fileDigest } from '../src/methods/export-content.js'
 import { layerStream } from '../src/archive.js'
-import { BaseContent, mergeLayers, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
+import { BaseContent, indexSave, mergeLayers, savedImage, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
+import { createHash } from 'node:crypto'
+import { gzipSync } from 'node:zlib'
+import tar from 'tar-stream'
 import type { LayerEntry } from '../src/entry.js'
 import { apply, asModel, randomLayer, rng, show, type Fs } from './helpers/model.js'
 
@@ -244,6 +247,42 @@ t.test('a file digest fed in pieces is the digest of the whole', async (t) => {
       t.equal(d.digest(), want, `${size} bytes in pieces of ${piece}`)
     }
   }
+})
+
+// ---- pass 1 over a whole save archive ---------------------------------------------------------
+
+/** A save archive as Docker 20.10 writes it: layer dirs, the config, then manifest.json. */
+async function saveArchive(layers: Buffer[], diffIds: string[]): Promise<Buffer> {
+  const pack = tar.pack()
+  layers.forEach((l, i) => pack.entry({ name: `${'abc'[i]}${i}/layer.tar` }, l))
+  pack.entry({ name: 'cfg.json' }, Buffer.from(JSON.stringify({ rootfs: { type: 'layers', diff_ids: diffIds } })))
+  pack.entry({ name: 'manifest.json' }, Buffer.from(JSON.stringify([{ Config: 'cfg.json', Layers: layers.map((_, i) => `${'abc'[i]}${i}/layer.tar`) }])))
+  pack.finalize()
+  return collect(pack)
+}
+
+t.test('pass 1 learns which blob is which layer from the manifest and the config', async (t) => {
+  const layer = (name: string, content: string): Promise<Buffer> =>
+    collect(layerStream([{ path: Buffer.from(name), kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 1, size: content.length }], () => from([Buffer.from(content)])))
+  const [base, top] = [await layer('etc/base', 'b'), await layer('app/top', 'top')]
+  const sha = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex')
+  const ids = [sha(base), sha(top)]
+
+  for (const [what, blob] of [['plain', top], ['gzip', gzipSync(top)]] as const) {
+    const index = await indexSave(from([await saveArchive([base, blob], ids)]), new Set([ids[1]]), new Set([ids[0]]))
+    t.same([...index.entries.keys()], [ids[1]], `${what}: the layer above the base is kept`)
+    t.same(index.entries.get(ids[1])!.map((e) => [e.name.toString(), e.sha256]), [['app/top', createHash('sha256').update('top').digest('base64')]])
+    t.ok(index.base.has('etc/base') && !index.base.has('app/top'), `${what}: the base's paths are known`)
+    t.same(savedImage(index).layers.map((l) => [l.diffId, l.descriptor.digest]), [[ids[0], ids[0]], [ids[1], what === 'plain' ? ids[1] : sha(blob)]])
+  }
+
+  const other = 'sha256:' + '0'.repeat(64)
+  await t.rejects(
+    indexSave(from([await saveArchive([base, gzipSync(top)], [ids[0], other])]), new Set([other])),
+    /layer b1\/layer.tar is not the sha256:0+ its config names/,
+    'a gzip blob, hashed anyway, must be the layer the config names',
+  )
+  await t.rejects(indexSave(from([await saveArchive([base, top], [ids[0]])]), new Set()), /does not name one diff id per layer/)
 })
 
 t.test('cleaning a member name: the shortcut for names already clean agrees with the long way', async (t) => {

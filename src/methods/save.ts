@@ -4,10 +4,10 @@
  * `docker save` streams the image; its layer blobs arrive in no useful order and their names do
  * not say which layer they are until manifest.json, which comes last. The layer's size must be
  * known before its bytes and nothing may be spooled to disk, so the image is read twice:
- *  1. index: every layer blob is parsed as it passes (decompressed when gzip), its diff id
- *     computed, every file's content hashed, and for the layers above the base the entries'
- *     metadata kept. Then the layers are merged in user space with OCI whiteout semantics into
- *     the new layer's entries.
+ *  1. index: every layer blob is parsed as it passes (decompressed when gzip), every file's
+ *     content hashed, and, once manifest.json and the config say which layer each blob is, the
+ *     entries' metadata kept for the layers above the base. Then the layers are merged in user
+ *     space with OCI whiteout semantics into the new layer's entries.
  *  2. content (in pack): by default from `docker export` of a container of the image, which is
  *     far cheaper for the daemon than a save (export-content.ts), each file checked against its
  *     hash from pass 1; where a container cannot show a file, a second `docker save` streams
@@ -177,22 +177,40 @@ class BlobIndex implements TarSink {
 }
 
 /**
- * Pass 1's read of one layer blob: its entries, and the digests of the blob and of its
- * uncompressed tar. Parsed by pushing (TarParser), as this pass only looks: on the large
- * benchmark image the pull reader's promises per entry cost more than the hashing.
+ * Pass 1's read of one layer blob: its entries, its size and, for a gzip blob, its digests.
+ * Parsed by pushing (TarParser), as this pass only looks: on the large benchmark image the pull
+ * reader's promises per entry cost more than the hashing.
+ *
+ * An uncompressed blob is not hashed: its diff id is the one the config names at its place in
+ * the manifest, and the hash would cost a third of the pass. What the hash would have caught is
+ * caught all the same: every file the new layer takes is checked, in pass 2, against the sha256
+ * this pass records, and every header against its checksum.
  */
-async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ kept: IndexedEntry[] } & BlobDigests> {
+async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ kept: IndexedEntry[]; size: number; digests?: BlobDigests }> {
   const index = new BlobIndex()
   const parser = new TarParser(index)
-  const blob = blobTar(body, gzip)
-  for await (const c of blob.tar) if (!parser.done) parser.write(c)
+  if (gzip) {
+    const blob = blobTar(body, gzip)
+    for await (const c of blob.tar) if (!parser.done) parser.write(c)
+    parser.finish()
+    const digests = await blob.digests()
+    return { kept: index.kept, size: digests.size, digests }
+  }
+  let size = 0
+  for await (const c of body) {
+    size += c.length
+    if (!parser.done) parser.write(c)
+  }
   parser.finish()
-  return { kept: index.kept, ...(await blob.digests()) }
+  return { kept: index.kept, size }
 }
 
 /** Pass 1: index a `docker save` stream, keeping entries of the layers whose diff ids are in `keep`. */
 export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>, base: Set<string> = new Set()): Promise<SaveIndex> {
   const index: SaveIndex = { layers: new Map(), entries: new Map(), files: new Map(), symlinks: new Map(), base: new BaseContent() }
+  // Which layer a blob is shows only at the end (manifest.json comes last): every blob's entries
+  // wait until then.
+  const blobs = new Map<string, IndexedEntry[]>()
   let position = 0
   for await (const member of readTar(source)) {
     const name = cleanMemberName(member.name).toString('latin1')
@@ -201,19 +219,29 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
     const { head, all } = await peek(member.body(), 512)
     const gzip = isGzip(head)
     if (gzip || isTar(head)) {
-      // Which layer a blob is shows only at its end, so every file is hashed, base layers too.
-      const { kept, ...blob } = await indexBlob(all, gzip)
-      index.layers.set(name, { member: name, ...blob, gzip, position: position++ })
-      if (keep.has(blob.diffId)) index.entries.set(blob.diffId, kept)
-      if (base.has(blob.diffId)) {
-        for (const e of kept) if (!baseName(e.name.toString('latin1')).startsWith(WHITEOUT_PREFIX)) index.base.add(e.name.toString('latin1'))
-      }
+      const { kept, size, digests } = await indexBlob(all, gzip)
+      // Filled in below for a blob that was not hashed.
+      index.layers.set(name, { member: name, diffId: digests?.diffId ?? '', digest: digests?.digest ?? '', size, gzip, position: position++ })
+      blobs.set(name, kept)
     } else if (member.size <= MAX_JSON) {
       const chunks: Buffer[] = []
       for await (const c of all) chunks.push(c)
       index.files.set(name, Buffer.concat(chunks))
     } else {
       for await (const _ of all) void _
+    }
+  }
+  const { layers, diffIds } = savedLayers(index)
+  for (const [i, layer] of layers.entries()) {
+    const diffId = diffIds[i]
+    if (layer.diffId === '') layer.diffId = layer.digest = diffId
+    else if (layer.diffId !== diffId) {
+      throw new DflattenError(`malformed archive from the daemon: layer ${layer.member} is not the ${diffId} its config names`)
+    }
+    const kept = blobs.get(layer.member)!
+    if (keep.has(diffId)) index.entries.set(diffId, kept)
+    if (base.has(diffId)) {
+      for (const e of kept) if (!baseName(e.name.toString('latin1')).startsWith(WHITEOUT_PREFIX)) index.base.add(e.name.toString('latin1'))
     }
   }
   return index
@@ -264,8 +292,8 @@ interface OciDescriptor {
   platform?: { os?: string; architecture?: string }
 }
 
-/** The image's layers as the archive describes them: member, diff id and stored descriptor. */
-export function savedImage(index: SaveIndex): { config: Buffer; layers: Array<SavedLayer & { descriptor: LayerDescriptor }> } {
+/** The one image of a save archive: its config, and its layers with their diff ids, in order. */
+function savedLayers(index: SaveIndex): { config: Buffer; layers: SavedLayer[]; diffIds: string[] } {
   const manifests = json<Array<{ Config: string; Layers: string[] }>>(index, 'manifest.json')
   if (!Array.isArray(manifests) || manifests.length !== 1) {
     throw new DflattenError('malformed archive from the daemon: manifest.json should describe exactly one image')
@@ -278,6 +306,16 @@ export function savedImage(index: SaveIndex): { config: Buffer; layers: Array<Sa
     if (!saved) throw new DflattenError(`malformed archive from the daemon: layer ${l} is missing`)
     return saved
   })
+  const diffIds = json<{ rootfs?: { diff_ids?: unknown } }>(index, m.Config).rootfs?.diff_ids
+  if (!Array.isArray(diffIds) || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string')) {
+    throw new DflattenError(`malformed archive from the daemon: config ${m.Config} does not name one diff id per layer`)
+  }
+  return { config, layers, diffIds: diffIds as string[] }
+}
+
+/** The image's layers as the archive describes them: member, diff id and stored descriptor. */
+export function savedImage(index: SaveIndex): { config: Buffer; layers: Array<SavedLayer & { descriptor: LayerDescriptor }> } {
+  const { config, layers } = savedLayers(index)
 
   // An OCI layout says how the daemon stores each layer (gzip in the containerd store); the
   // loaded result must point at the base layers exactly so, or it cannot be pushed or saved.
