@@ -64,7 +64,7 @@ export async function fileDigest(body: AsyncIterable<Buffer>): Promise<string> {
   return digestOf(hash)
 }
 
-/** The same digest, fed piece by piece: for a parser that pushes content (pass 1). */
+/** The same digest, fed piece by piece (one call when the file comes in one piece). */
 export class FileDigest {
   private hash: ReturnType<typeof createHash> | null = null
   private result: string | null = null
@@ -84,12 +84,12 @@ export class FileDigest {
 
 /** Content that fails when it does not hash to what pass 1 recorded. */
 async function* checked(body: AsyncIterable<Buffer>, e: LayerEntry): AsyncGenerator<Buffer> {
-  const hash = newHash()
+  const digest = new FileDigest(e.size)
   for await (const c of body) {
-    hash.update(c)
+    digest.update(c)
     yield c
   }
-  if (e.sha256 !== undefined && digestOf(hash) !== e.sha256) throw mismatch(e.path, 'the content differs')
+  if (e.sha256 !== undefined && digest.digest() !== e.sha256) throw mismatch(e.path, 'the content differs')
 }
 
 /**
