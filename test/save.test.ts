@@ -2,7 +2,7 @@
 // hostile input), and the layer merge, checked against a model of how a daemon applies layers.
 import t from 'tap'
 import { readTar, cleanMemberName, TarParser, type TarHeader } from '../src/tar-read.js'
-import { FileDigest, fileDigest } from '../src/methods/export-content.js'
+import { FileDigest } from '../src/methods/export-content.js'
 import { layerStream } from '../src/archive.js'
 import { BaseContent, indexSave, mergeLayers, savedImage, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
 import { createHash } from 'node:crypto'
@@ -240,7 +240,7 @@ t.test('a file digest fed in pieces is the digest of the whole', async (t) => {
   const random = rng(5)
   for (const size of [0, 1, 64, 65536, 200000]) {
     const content = Buffer.from(Array.from({ length: size }, () => Math.floor(random() * 256)))
-    const want = await fileDigest(from([content]))
+    const want = createHash('sha256').update(content).digest('base64')
     for (const piece of [1, 1000, size || 1]) {
       const d = new FileDigest(size)
       for (const c of split(content, piece)) d.update(c)

@@ -57,14 +57,10 @@ const digestOf = (hash: ReturnType<typeof createHash>): string => hash.digest('b
 // One call, no Hash object: most files of a layer arrive in one piece. (crypto.hash: Node 20.12+.)
 const oneShot = (crypto as { hash?: (alg: string, data: Buffer, enc: 'base64') => string }).hash
 
-/** A file's content digest, as `LayerEntry.sha256` holds it. */
-export async function fileDigest(body: AsyncIterable<Buffer>): Promise<string> {
-  const hash = newHash()
-  for await (const c of body) hash.update(c)
-  return digestOf(hash)
-}
-
-/** The same digest, fed piece by piece (one call when the file comes in one piece). */
+/**
+ * A file's content digest, as `LayerEntry.sha256` holds it, fed piece by piece (one call when
+ * the file comes in one piece).
+ */
 export class FileDigest {
   private hash: ReturnType<typeof createHash> | null = null
   private result: string | null = null
