@@ -239,20 +239,52 @@ export function parseLoadOutput(out: string): LoadOutput {
  * only when pack reaches the first file, by which time a small image's whole tail can sit in the
  * pipe.
  */
-function streamed(args: string[], signal?: AbortSignal): { child: ResultPromise; stdout: Readable } {
+function streamed(args: string[], signal?: AbortSignal): Streamed {
   const child = execa(DOCKER, args, { stdout: 'pipe', buffer: { stdout: false, stderr: true }, cancelSignal: signal })
   const stdout = child.stdout.pipe(new PassThrough({ highWaterMark: 1024 * 1024 }))
   child.stdout.on('error', (e) => stdout.destroy(e))
-  return { child, stdout }
+  return { child, stdout, args }
+}
+
+/** A docker command whose output is read as it comes (see streamed). */
+export interface Streamed {
+  child: ResultPromise
+  stdout: Readable
+  args: string[]
+}
+
+/**
+ * Why reading a streamed command's output failed: the command's own failure, in docker's words,
+ * if it exits with one within a moment; else `e`. A failing command cuts its output short, and
+ * the reader's complaint about that (a truncated tar) would hide the cause.
+ */
+export async function explainFailure(s: Streamed, e: unknown): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined
+  const failed = await Promise.race([
+    s.child.then(
+      () => null,
+      (err: unknown) => err,
+    ),
+    new Promise((r) => (timer = setTimeout(r, 2000, null))),
+  ])
+  clearTimeout(timer)
+  return failed ? dockerError(s.args, failed) : e
+}
+
+/** The command's end, once its output has been read: a failure in docker's words. */
+export async function finished(s: Streamed): Promise<void> {
+  await s.child.catch((e: unknown) => {
+    throw dockerError(s.args, e)
+  })
 }
 
 /** `docker save` of one image, streaming. */
-export function dockerSave(ref: string, signal?: AbortSignal): { child: ResultPromise; stdout: Readable } {
+export function dockerSave(ref: string, signal?: AbortSignal): Streamed {
   return streamed(['save', ref], signal)
 }
 
 /** `docker export` of a container: its filesystem as one tar, streaming. */
-export function dockerExport(container: string, signal?: AbortSignal): { child: ResultPromise; stdout: Readable } {
+export function dockerExport(container: string, signal?: AbortSignal): Streamed {
   return streamed(['export', container], signal)
 }
 

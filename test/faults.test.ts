@@ -59,6 +59,25 @@ t.test('docker export fails part way (save method)', async (t) => {
   await fine(t)
 })
 
+t.test('docker save fails part way (save method, first and second read)', async (t) => {
+  const env = { DFLATTEN_DOCKER: join(FIXTURES, 'fake-docker.sh') }
+  const first = await dflatten([bulk, '-t', target, '--no-cache', '-m', 'save'], { env: { ...env, FAKE_SAVE: 'fail' } })
+  t.equal(first.exitCode, 1)
+  t.match(first.stderr, /^dflatten: docker save failed: Error response from daemon: stand-in save failure$/m)
+  t.notMatch(first.stderr, /malformed|internal error/, 'what docker said, not what was cut short')
+  await fine(t)
+
+  const count = join(await mkdtemp(join(tmpdir(), 'dft-count-')), 'n')
+  const second = await dflatten([bulk, '-t', target, '--no-cache', '-m', 'save'], {
+    env: { ...env, FAKE_SAVE: 'fail-second', FAKE_COUNT: count, DFLATTEN_SAVE_CONTENT: 'save' },
+  })
+  await rm(dirname(count), { recursive: true })
+  t.equal(second.exitCode, 1)
+  t.match(second.stderr, /^dflatten: docker save failed: Error response from daemon: stand-in save failure$/m)
+  t.notMatch(second.stderr, /malformed|internal error/, 'what docker said, not what was cut short')
+  await fine(t)
+})
+
 t.test('rsync exits non-zero', async (t) => {
   const r = await dflatten([simple, '-t', target, '--no-cache', '-m', 'overlay-copy'], { env: { DFLATTEN_RSYNC: 'false' } })
   t.equal(r.exitCode, 1)

@@ -11,7 +11,7 @@ import { directEntries } from '../methods/overlay.js'
 import { copyDifference, upperDirEntries } from '../methods/overlay-copy.js'
 import { indexSave, mergeLayers, savedImage } from '../methods/save.js'
 import { exportCanSupply, secondSaveAsked } from '../methods/export-content.js'
-import { dockerSave } from '../docker.js'
+import { dockerSave, explainFailure, finished } from '../docker.js'
 import { EMPTY_LAYER_BYTES, entryTarBytes } from '../archive.js'
 import { DflattenError } from '../errors.js'
 import { objectStage, type StageContext } from './stream.js'
@@ -22,13 +22,14 @@ async function savedDifference(
   signal?: AbortSignal,
 ): Promise<{ doc: Mounted; entries: LayerEntry[]; members: Record<string, string>; content: Diffed['saveContent'] }> {
   const above = new Set(m.source.layers.slice(m.base.layers.length))
-  const { child, stdout } = dockerSave(m.source.id, signal)
-  const index = await indexSave(stdout, above, new Set(m.base.layers)).catch(async (e: unknown) => {
-    child.kill()
-    await child.catch(() => undefined)
-    throw e
+  const save = dockerSave(m.source.id, signal)
+  const index = await indexSave(save.stdout, above, new Set(m.base.layers)).catch(async (e: unknown) => {
+    const why = await explainFailure(save, e)
+    save.child.kill()
+    await save.child.catch(() => undefined)
+    throw why
   })
-  await child
+  await finished(save)
   const image = savedImage(index)
   const diffIds = image.layers.map((l) => l.diffId)
   if (diffIds.join() !== m.source.layers.join()) {

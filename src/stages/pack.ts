@@ -5,8 +5,7 @@
  */
 import { Duplex, type Readable } from 'node:stream'
 import { readEntries, type LayerEntry } from '../entry.js'
-import { createContainer, dockerError, dockerExport, dockerSave } from '../docker.js'
-import type { ResultPromise } from 'execa'
+import { createContainer, dockerExport, dockerSave, explainFailure, finished, type Streamed } from '../docker.js'
 import { SaveContent } from '../methods/save.js'
 import { ExportContent, SECOND_SAVE_HINT } from '../methods/export-content.js'
 import { DflattenError } from '../errors.js'
@@ -71,21 +70,23 @@ export async function pack(d: Diffed, opts: PackOptions = {}): Promise<Readable>
  * order the entries file lists it; every layer read is checked against pass 1's diff id.
  */
 function savedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
-  const { child, stdout } = dockerSave(d.source.id, signal)
-  const content = new SaveContent(stdout, new Map(Object.entries(d.saveMembers ?? {})))
-  const stream = layerStream(
-    readEntries(d.entries),
-    (e) => {
-      if (!e.from) throw new Error(`entry ${e.path.toString()} has no content in the save stream`)
-      return content.body(e.from)
-    },
-    async () => {
-      await content.finish()
-      await child
-    },
-  )
+  const save = dockerSave(d.source.id, signal)
+  const content = new SaveContent(save.stdout, new Map(Object.entries(d.saveMembers ?? {})))
+  async function* body(e: LayerEntry): AsyncGenerator<Buffer> {
+    if (!e.from) throw new Error(`entry ${e.path.toString()} has no content in the save stream`)
+    try {
+      yield* await content.body(e.from)
+    } catch (err) {
+      // A failed save ends its output early: say why it failed rather than what was cut short.
+      throw await explainFailure(save, err)
+    }
+  }
+  const stream = layerStream(readEntries(d.entries), body, async () => {
+    await content.finish().catch(async (err: unknown) => Promise.reject(await explainFailure(save, err)))
+    await finished(save)
+  })
   stream.on('close', () => {
-    if (child.exitCode === null) child.kill()
+    if (save.child.exitCode === null) save.child.kill()
   })
   return stream
 }
@@ -98,10 +99,10 @@ function savedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
  * it.
  */
 function exportedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
-  let run: { child: ResultPromise; stdout: Readable } | null = null
+  let run: Streamed | null = null
   let content: ExportContent | null = null
   // A failed export ends its output early: say why it failed rather than what was cut short.
-  const explained = async (e: unknown): Promise<unknown> => (run && (await exitError(run.child, ['export']))) ?? e
+  const explained = async (e: unknown): Promise<unknown> => (run ? explainFailure(run, e) : e)
   async function start(): Promise<NonNullable<typeof run>> {
     const name = await claimContainerName(d.workspace.dir)
     await createContainer(name, d.source.id, d.source.platform, signal).catch((e: unknown) => {
@@ -154,20 +155,6 @@ function exportedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
     }
   }
   return layerStream(ordered(), body)
-}
-
-/** The child's own failure, if it exits with one within a moment; null if it does not. */
-async function exitError(child: ResultPromise, args: string[]): Promise<Error | null> {
-  let timer: NodeJS.Timeout | undefined
-  const settled = await Promise.race([
-    child.then(
-      () => null,
-      (e: unknown) => e,
-    ),
-    new Promise((r) => (timer = setTimeout(r, 2000, null))),
-  ])
-  clearTimeout(timer)
-  return settled ? dockerError(args, settled) : null
 }
 
 /** The stage: a diffed document in, the archive's bytes out; the workspace goes when done. */
