@@ -146,7 +146,8 @@ function checksumOk(block: Buffer): boolean {
   return stored === signed
 }
 
-function isZeroBlock(block: Buffer): boolean {
+/** An end-of-archive block: 512 zero bytes (of a longer buffer, the first 512). */
+export function isZeroBlock(block: Buffer): boolean {
   for (let i = 0; i < BLOCK; i++) if (block[i] !== 0) return false
   return true
 }

@@ -23,7 +23,7 @@ import { createGunzip } from 'node:zlib'
 import type { LayerEntry } from '../entry.js'
 import { DflattenError } from '../errors.js'
 import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
-import { cleanMemberName, readTar, TarParser, type TarEntry, type TarHeader, type TarSink } from '../tar-read.js'
+import { cleanMemberName, isZeroBlock, readTar, TarParser, type TarEntry, type TarHeader, type TarSink } from '../tar-read.js'
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../whiteout.js'
 import { whiteoutEntry } from './stat.js'
 import { FileDigest } from './export-content.js'
@@ -59,6 +59,8 @@ export interface SaveIndex {
   symlinks: Map<string, string>
   /** What the base's layers hold, to leave out whiteouts and opaque markers that hide nothing. */
   base: BaseContent
+  /** The image, as manifest.json and its config give it once the stream has ended. */
+  image: { config: Buffer; layers: SavedLayer[] }
 }
 
 /** Paths in the base's layers (a superset of the base's filesystem: its own whiteouts ignored). */
@@ -109,7 +111,7 @@ function isGzip(head: Buffer): boolean {
 
 function isTar(head: Buffer): boolean {
   if (head.length < 512) return false
-  return head.toString('latin1', 257, 262) === 'ustar' || head.subarray(0, 512).every((b) => b === 0)
+  return head.toString('latin1', 257, 262) === 'ustar' || isZeroBlock(head)
 }
 
 interface BlobDigests {
@@ -207,7 +209,14 @@ async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ 
 
 /** Pass 1: index a `docker save` stream, keeping entries of the layers whose diff ids are in `keep`. */
 export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>, base: Set<string> = new Set()): Promise<SaveIndex> {
-  const index: SaveIndex = { layers: new Map(), entries: new Map(), files: new Map(), symlinks: new Map(), base: new BaseContent() }
+  const index: SaveIndex = {
+    layers: new Map(),
+    entries: new Map(),
+    files: new Map(),
+    symlinks: new Map(),
+    base: new BaseContent(),
+    image: { config: Buffer.alloc(0), layers: [] },
+  }
   // Which layer a blob is shows only at the end (manifest.json comes last): every blob's entries
   // wait until then.
   const blobs = new Map<string, IndexedEntry[]>()
@@ -231,7 +240,8 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
       for await (const _ of all) void _
     }
   }
-  const { layers, diffIds } = savedLayers(index)
+  const { config, layers, diffIds } = savedLayers(index)
+  index.image = { config, layers }
   for (const [i, layer] of layers.entries()) {
     const diffId = diffIds[i]
     if (layer.diffId === '') layer.diffId = layer.digest = diffId
@@ -315,7 +325,7 @@ function savedLayers(index: SaveIndex): { config: Buffer; layers: SavedLayer[]; 
 
 /** The image's layers as the archive describes them: member, diff id and stored descriptor. */
 export function savedImage(index: SaveIndex): { config: Buffer; layers: Array<SavedLayer & { descriptor: LayerDescriptor }> } {
-  const { config, layers } = savedLayers(index)
+  const { config, layers } = index.image
 
   // An OCI layout says how the daemon stores each layer (gzip in the containerd store); the
   // loaded result must point at the base layers exactly so, or it cannot be pushed or saved.

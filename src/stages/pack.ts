@@ -82,7 +82,11 @@ function savedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
     }
   }
   const stream = layerStream(readEntries(d.entries), body, async () => {
-    await content.finish().catch(async (err: unknown) => Promise.reject(await explainFailure(save, err)))
+    try {
+      await content.finish()
+    } catch (err) {
+      throw await explainFailure(save, err)
+    }
     await finished(save)
   })
   stream.on('close', () => {
