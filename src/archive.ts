@@ -245,7 +245,7 @@ async function* exactly(e: LayerEntry, content: AsyncIterable<Buffer>): AsyncGen
     yield chunk
   }
   if (got !== e.size) {
-    throw new DflattenError(`${e.path.toString()} changed size while being packed (expected ${e.size} bytes)`)
+    throw new DflattenError('bad-data', `${e.path.toString()} changed size while being packed (expected ${e.size} bytes)`)
   }
 }
 
@@ -270,7 +270,7 @@ function smallFileContent(e: LayerEntry): Buffer {
       got += n
     }
     if (got !== e.size || readSync(fd, Buffer.alloc(1), 0, 1, e.size) !== 0) {
-      throw new DflattenError(`${e.path.toString()} changed size while being packed (expected ${e.size} bytes)`)
+      throw new DflattenError('bad-data', `${e.path.toString()} changed size while being packed (expected ${e.size} bytes)`)
     }
     return buf
   } finally {

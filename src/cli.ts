@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { count, flatten, type FlattenResult, type Progress } from './pipeline.js'
 import type { Method, MethodChoice } from './plan.js'
-import { DflattenError, Interrupted, isDflattenError } from './errors.js'
+import { DflattenError, Interrupted, exitCodeOf, isDflattenError } from './errors.js'
 import { runStageCommand, STAGE_COMMANDS } from './commands.js'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
@@ -115,7 +115,7 @@ export function fail(e: unknown): number {
   if (sig?.aborted && !(e instanceof Interrupted)) e = new Interrupted(String(sig.reason))
   if (isDflattenError(e)) {
     process.stderr.write(`dflatten: ${e.message}\n`)
-    return e.exitCode
+    return exitCodeOf(e)
   }
   const err = e as Error
   process.stderr.write(`dflatten: internal error: ${err?.stack ?? String(e)}\n`)
@@ -211,7 +211,7 @@ async function mainFlatten(argv: string[]): Promise<number> {
   const quiet = values.quiet || values.json
   const toStdout = values.output === '-'
   if (toStdout && process.stdout.isTTY) {
-    throw new DflattenError('--output - writes a binary archive; redirect stdout to a file or a pipe')
+    throw new DflattenError('usage', '--output - writes a binary archive; redirect stdout to a file or a pipe')
   }
   // Print the report on stderr when stdout carries the archive.
   const say = toStdout ? process.stderr : process.stdout

@@ -55,7 +55,7 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
 
 async function readDoc(stage: string): Promise<unknown> {
   if (process.stdin.isTTY) {
-    throw new DflattenError(`${stage} reads the previous stage's output on stdin; see 'dflatten ${stage.split(' ')[1]} --help'`)
+    throw new DflattenError('bad-input', `${stage} reads the previous stage's output on stdin; see 'dflatten ${stage.split(' ')[1]} --help'`)
   }
   return parseDoc(await readAll(process.stdin), stage)
 }
@@ -100,7 +100,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
   try {
     switch (cmd) {
       case 'resolve': {
-        if (positionals.length !== 1) throw new DflattenError(`give exactly one image; ${HELP.resolve.split('\n')[0]}`)
+        if (positionals.length !== 1) throw new DflattenError('usage', `give exactly one image; ${HELP.resolve.split('\n')[0]}`)
         writeDoc(
           await resolve({
             image: positionals[0],
@@ -128,7 +128,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
       }
       case 'pack': {
         if (process.stdout.isTTY) {
-          throw new DflattenError('pack writes a binary archive; redirect it to a file or pipe it into dflatten load')
+          throw new DflattenError('usage', 'pack writes a binary archive; redirect it to a file or pipe it into dflatten load')
         }
         const doc = expectDoc(await readDoc(stage), 'diffed', stage)
         track(doc.workspace.dir)
@@ -137,7 +137,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
         return 0
       }
       case 'load': {
-        if (process.stdin.isTTY) throw new DflattenError('load reads an image archive on stdin')
+        if (process.stdin.isTTY) throw new DflattenError('usage', 'load reads an image archive on stdin')
         let loaded = ''
         await pumpAll(
           [process.stdin, loadStage({ signal: ac.signal, tags: values.tag, onDone: (o) => (loaded = [...o.tags, ...o.ids].join(' ')) })],
@@ -159,7 +159,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
         return 0
       }
     }
-    throw new DflattenError(`unknown stage ${cmd}`)
+    throw new DflattenError('usage', `unknown stage ${cmd}`)
   } finally {
     await cleanupAll((e) => process.stderr.write(`dflatten: cleanup: ${e.message}\n`))
   }

@@ -10,7 +10,7 @@ import { createGunzip } from 'node:zlib'
 import { createInterface } from 'node:readline'
 import { PassThrough, type Readable } from 'node:stream'
 import { execa, ExecaError, type ResultPromise } from 'execa'
-import { DflattenError } from './errors.js'
+import { DflattenError, isDflattenError } from './errors.js'
 
 export interface ImageInspect {
   Id: string
@@ -59,16 +59,16 @@ function dockerError(args: string[], e: unknown): Error {
   if (e instanceof ExecaError) {
     if (e.isCanceled) return e
     if ((e as { code?: string }).code === 'ENOENT') {
-      return new DflattenError('the docker CLI is not installed (or not on PATH)')
+      return new DflattenError('tool-missing', 'the docker CLI is not installed (or not on PATH)')
     }
     const stderr = oneLine(String(e.stderr ?? ''))
     if (/Cannot connect to the Docker daemon|Is the docker daemon running|connect: no such file/i.test(stderr)) {
-      return new DflattenError(`the Docker daemon is not reachable: ${stderr}`)
+      return new DflattenError('daemon-down', `the Docker daemon is not reachable: ${stderr}`)
     }
     if (/permission denied.*docker/i.test(stderr)) {
-      return new DflattenError(`not allowed to talk to the Docker daemon: ${stderr}`)
+      return new DflattenError('daemon-down', `not allowed to talk to the Docker daemon: ${stderr}`)
     }
-    return new DflattenError(`docker ${args[0]} failed: ${stderr || e.shortMessage}`)
+    return new DflattenError('tool-failed', `docker ${args[0]} failed: ${stderr || e.shortMessage}`)
   }
   return e as Error
 }
@@ -83,7 +83,7 @@ export async function daemonInfo(): Promise<DaemonInfo> {
     ServerErrors?: string[]
   }
   if (info.ServerErrors?.length) {
-    throw new DflattenError(`the Docker daemon is not reachable: ${oneLine(info.ServerErrors.join('; '))}`)
+    throw new DflattenError('daemon-down', `the Docker daemon is not reachable: ${oneLine(info.ServerErrors.join('; '))}`)
   }
   const host = process.env.DOCKER_HOST ?? ''
   return {
@@ -104,7 +104,7 @@ export async function inspectImages(refs: string[]): Promise<ImageInspect[]> {
   } catch (e) {
     if (e instanceof ExecaError) {
       const m = /No such image:\s*(\S+?):?\s*$/im.exec(String(e.stderr))
-      if (m) throw new DflattenError(`image not found: ${m[1]}`)
+      if (m) throw new DflattenError('image-not-found', `image not found: ${m[1]}`)
     }
     throw dockerError(['image', 'inspect'], e)
   }
@@ -120,7 +120,7 @@ export async function findImage(ref: string): Promise<ImageInspect | null> {
   try {
     return await inspectImage(ref)
   } catch (e) {
-    if (e instanceof DflattenError && e.message.startsWith('image not found')) return null
+    if (isDflattenError(e, 'image-not-found')) return null
     throw e
   }
 }
@@ -133,7 +133,7 @@ async function inspectListed(ids: string[]): Promise<ImageInspect[]> {
   try {
     return await inspectImages(ids)
   } catch (e) {
-    if (!(e instanceof DflattenError && e.message.startsWith('image not found'))) throw e
+    if (!(isDflattenError(e, 'image-not-found'))) throw e
     const one = await Promise.all(ids.map((id) => findImage(id)))
     return one.filter((i): i is ImageInspect => i !== null)
   }
@@ -172,10 +172,10 @@ export async function readImageConfig(info: DaemonInfo, id: string): Promise<str
   try {
     raw = await readFile(path, 'utf8')
   } catch {
-    throw new DflattenError(`cannot read the config of image ${id.slice(0, 19)} at ${path}`)
+    throw new DflattenError('bad-data', `cannot read the config of image ${id.slice(0, 19)} at ${path}`)
   }
   const digest = 'sha256:' + createHash('sha256').update(raw).digest('hex')
-  if (digest !== id) throw new DflattenError(`the stored config of ${id} does not match its id`)
+  if (digest !== id) throw new DflattenError('bad-data', `the stored config of ${id} does not match its id`)
   return raw
 }
 

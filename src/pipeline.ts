@@ -114,7 +114,7 @@ async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome'])
   const current = await findImage(plan.target)
   if (current?.Id !== id) await tagImage(id, plan.target)
   const img = await findImage(plan.target)
-  if (!img) throw new DflattenError(`tagging ${plan.target} failed`)
+  if (!img) throw new DflattenError('tool-failed', `tagging ${plan.target} failed`)
   return { ...summary(plan), imageId: id, layers: img.RootFS.Layers?.length ?? 0, size: img.Size, outcome }
 }
 
@@ -142,7 +142,7 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
         (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
     )
     if (above === 0) {
-      if (opts.output) throw new DflattenError(`${plan.source.ref} has no layers above its base: there is no new layer to write`)
+      if (opts.output) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is no new layer to write`)
       log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
       return { ...(await tagged(plan, plan.source.id, 'unchanged')), timings }
     }
@@ -205,7 +205,7 @@ async function run(
   ]
   await pumpAll(stages, opts.signal)
   timings[stage] = (performance.now() - last) / 1000
-  if (!packed) throw new DflattenError('the archive was not completed')
+  if (!packed) throw new DflattenError('tool-failed', 'the archive was not completed')
   const p = packed as PackResult
   const common = { ...summary(plan), diff, layerBytes: p.layerSize, timings }
   if (opts.output) {
@@ -217,7 +217,7 @@ async function run(
   const layers = img?.RootFS.Layers ?? []
   const expected = [...plan.base.layers, p.diffId]
   if (!img || (img.Id !== p.imageId && layers.join() !== expected.join())) {
-    throw new DflattenError(`docker load did not give ${plan.target} the image it was sent (${p.imageId})`)
+    throw new DflattenError('tool-failed', `docker load did not give ${plan.target} the image it was sent (${p.imageId})`)
   }
   return { ...common, imageId: img.Id, layers: layers.length, size: img.Size, outcome: 'flattened' }
 }

@@ -92,15 +92,15 @@ const PRODUCER: Record<DocKind, string> = {
 export function expectDoc<K extends DocKind>(doc: unknown, kind: K, stage: string): Extract<StageDoc, { dflatten: K }> {
   const want = `${stage} reads the output of \`${PRODUCER[kind]}\``
   if (!doc || typeof doc !== 'object' || !('dflatten' in doc)) {
-    throw new DflattenError(`${want}; its input is not a dflatten document`)
+    throw new DflattenError('bad-input', `${want}; its input is not a dflatten document`)
   }
   const d = doc as { dflatten: string; version?: number }
   if (d.version !== DOC_VERSION) {
-    throw new DflattenError(`${want}; got document version ${String(d.version)}, this dflatten reads version ${DOC_VERSION}`)
+    throw new DflattenError('bad-input', `${want}; got document version ${String(d.version)}, this dflatten reads version ${DOC_VERSION}`)
   }
   if (d.dflatten !== kind) {
     const from = PRODUCER[d.dflatten as DocKind] ?? 'something else'
-    throw new DflattenError(`${want}; got the output of \`${from}\``)
+    throw new DflattenError('bad-input', `${want}; got the output of \`${from}\``)
   }
   return doc as Extract<StageDoc, { dflatten: K }>
 }
@@ -109,6 +109,6 @@ export function parseDoc(text: string, stage: string): unknown {
   try {
     return JSON.parse(text)
   } catch {
-    throw new DflattenError(`${stage}: its input is not JSON (pipe the previous stage's output into it)`)
+    throw new DflattenError('bad-input', `${stage}: its input is not JSON (pipe the previous stage's output into it)`)
   }
 }

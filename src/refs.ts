@@ -49,7 +49,7 @@ export function isImageId(ref: string): boolean {
 /** A target name must be a reference with a tag (or gets `latest`), never a digest. */
 export function normaliseTarget(ref: string): string {
   const p = parseRef(ref)
-  if (!p || p.digest) throw new DflattenError(`not a valid image name for the result: ${ref}`)
+  if (!p || p.digest) throw new DflattenError('usage', `not a valid image name for the result: ${ref}`)
   return `${p.repo}:${p.tag ?? 'latest'}`
 }
 
@@ -61,7 +61,7 @@ export function defaultTarget(sourceRef: string, repoTags: string[]): string {
   const typed = isImageId(sourceRef) ? null : parseRef(sourceRef)
   const named = typed ?? (repoTags.length ? parseRef(repoTags[0]) : null)
   if (!named) {
-    throw new DflattenError(`${sourceRef} has no name to derive the result's from; give one with -t NAME[:TAG]`)
+    throw new DflattenError('usage', `${sourceRef} has no name to derive the result's from; give one with -t NAME[:TAG]`)
   }
   return `${named.repo}_flatten:${named.tag ?? 'latest'}`
 }

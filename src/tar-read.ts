@@ -40,7 +40,7 @@ export interface TarEntry extends TarHeader {
 }
 
 function corrupt(what: string): DflattenError {
-  return new DflattenError(`malformed archive from the daemon: ${what}`)
+  return new DflattenError('bad-data', `malformed archive from the daemon: ${what}`)
 }
 
 // Shared by every header without them: the save method keeps a header per path it merges.

@@ -145,13 +145,13 @@ export async function mountOverlay(
   if (!writable) options.push('ro')
   const opts = options.join(',')
   if (opts.length >= 4096) {
-    throw new DflattenError(`too many layers to mount (${lowers.length}): the mount options exceed one page`)
+    throw new DflattenError('host', `too many layers to mount (${lowers.length}): the mount options exceed one page`)
   }
   try {
     await execa('mount', ['-t', 'overlay', 'overlay', '-o', opts, target], { cwd: ws.dir })
   } catch (e) {
     const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message).replace(/\s+/g, ' ').trim()
-    throw new DflattenError(`cannot mount the overlay at ${target}: ${msg}`)
+    throw new DflattenError('host', `cannot mount the overlay at ${target}: ${msg}`)
   }
 }
 
@@ -210,7 +210,7 @@ export async function removeWorkspaceContainer(dir: string): Promise<void> {
   try {
     await removeContainer(record.name, record.address)
   } catch (e) {
-    throw new DflattenError(`could not remove the temporary container ${record.name} (${(e as Error).message}); not removing ${dir}`)
+    throw new DflattenError('host', `could not remove the temporary container ${record.name} (${(e as Error).message}); not removing ${dir}`)
   }
   await rm(join(dir, 'container'), { force: true })
 }
@@ -221,7 +221,7 @@ export async function destroyWorkspace(dir: string): Promise<void> {
   for (const point of await mountsUnder(dir)) await unmount(point)
   const left = await mountsUnder(dir)
   if (left.length) {
-    throw new DflattenError(`could not unmount ${left.join(', ')}; not removing ${dir}`)
+    throw new DflattenError('host', `could not unmount ${left.join(', ')}; not removing ${dir}`)
   }
   await rm(dir, { recursive: true, force: true })
 }

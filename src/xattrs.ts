@@ -73,10 +73,10 @@ async function getfattr(file: string, args: string[], root: string, input?: Buff
     maxBuffer: 1024 * 1024 * 1024,
     reject: false,
   })
-  if ((r as { code?: string }).code === 'ENOENT') throw new DflattenError(MISSING)
+  if ((r as { code?: string }).code === 'ENOENT') throw new DflattenError('tool-missing', MISSING)
   if (r.exitCode !== 0) {
-    if (r.exitCode === 127) throw new DflattenError(MISSING) // xargs: the command is not there
-    throw new DflattenError(`getfattr failed on ${root}: ${Buffer.from(r.stderr).toString().trim().split('\n')[0]}`)
+    if (r.exitCode === 127) throw new DflattenError('tool-missing', MISSING) // xargs: the command is not there
+    throw new DflattenError('tool-failed', `getfattr failed on ${root}: ${Buffer.from(r.stderr).toString().trim().split('\n')[0]}`)
   }
   return parseGetfattr(Buffer.from(r.stdout), root)
 }

@@ -48,7 +48,7 @@ export function exportCanSupply(entries: Iterable<LayerEntry>): { ok: true } | {
 export const SECOND_SAVE_HINT = 'set DFLATTEN_SAVE_CONTENT=save to read content from a second docker save instead'
 
 function mismatch(path: Buffer, what: string): DflattenError {
-  return new DflattenError(`docker export and the image's layers disagree on /${path.toString()}: ${what}; ${SECOND_SAVE_HINT}`)
+  return new DflattenError('bad-data', `docker export and the image's layers disagree on /${path.toString()}: ${what}; ${SECOND_SAVE_HINT}`)
 }
 
 /** How pass 1 records a file's content, so this pass can check it: sha256, base64. */

@@ -27,12 +27,12 @@ async function rsync(args: string[], signal?: AbortSignal, input?: Buffer): Prom
     await execa(RSYNC, args, { input, env: { LC_ALL: 'C' }, cancelSignal: signal })
   } catch (e) {
     if ((e as { code?: string }).code === 'ENOENT') {
-      throw new DflattenError('rsync is not installed; --method overlay-copy needs it (apt-get install rsync)')
+      throw new DflattenError('tool-missing', 'rsync is not installed; --method overlay-copy needs it (apt-get install rsync)')
     }
     if (e instanceof ExecaError && !e.isCanceled) {
       const lines = String(e.stderr ?? '').trim().split('\n').filter(Boolean)
       const why = lines.find((l) => !l.startsWith('rsync error:')) ?? lines[0] ?? e.shortMessage
-      throw new DflattenError(`rsync failed (exit ${String(e.exitCode)}): ${why.trim()}`)
+      throw new DflattenError('tool-failed', `rsync failed (exit ${String(e.exitCode)}): ${why.trim()}`)
     }
     throw e
   }
@@ -103,7 +103,7 @@ export async function* upperDirEntries(upper: string, xattrs?: XattrMap): AsyncG
         continue
       }
       if (isReservedName(name)) {
-        throw new DflattenError(`cannot store ${path.toString()} in a layer: names starting with .wh. mean deletions`)
+        throw new DflattenError('unsupported-image', `cannot store ${path.toString()} in a layer: names starting with .wh. mean deletions`)
       }
       const x = attrs.get(path.toString('latin1'))
       const entry = await statEntry(path, full, st, x, links)

@@ -104,7 +104,7 @@ async function* touchedEntries(views: DirectViews, layersAbove: string[]): Async
         continue
       }
       if (isReservedName(name)) {
-        throw new DflattenError(`cannot store ${path.toString()} in a layer: names starting with .wh. mean deletions`)
+        throw new DflattenError('unsupported-image', `cannot store ${path.toString()} in a layer: names starting with .wh. mean deletions`)
       }
       const entry = await statEntry(path, full, st, undefined, links)
       if (!entry) continue

@@ -246,7 +246,7 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
     const diffId = diffIds[i]
     if (layer.diffId === '') layer.diffId = layer.digest = diffId
     else if (layer.diffId !== diffId) {
-      throw new DflattenError(`malformed archive from the daemon: layer ${layer.member} is not the ${diffId} its config names`)
+      throw new DflattenError('bad-data', `malformed archive from the daemon: layer ${layer.member} is not the ${diffId} its config names`)
     }
     const kept = blobs.get(layer.member)!
     if (keep.has(diffId)) index.entries.set(diffId, kept)
@@ -277,7 +277,7 @@ function headerOf(e: TarHeader): TarHeader {
 function resolveMember(index: SaveIndex, name: string): string {
   let n = name.replace(/^\.\//, '')
   for (let hops = 0; index.symlinks.has(n); hops++) {
-    if (hops > 16) throw new DflattenError(`malformed archive from the daemon: a symlink loop at ${name}`)
+    if (hops > 16) throw new DflattenError('bad-data', `malformed archive from the daemon: a symlink loop at ${name}`)
     const target = index.symlinks.get(n)!
     n = target.startsWith('/') ? target.slice(1) : [...n.split('/').slice(0, -1), target].join('/')
     n = cleanMemberName(Buffer.from(n, 'latin1')).toString('latin1')
@@ -287,11 +287,11 @@ function resolveMember(index: SaveIndex, name: string): string {
 
 function json<T>(index: SaveIndex, name: string): T {
   const data = index.files.get(resolveMember(index, name))
-  if (!data) throw new DflattenError(`malformed archive from the daemon: ${name} is missing`)
+  if (!data) throw new DflattenError('bad-data', `malformed archive from the daemon: ${name} is missing`)
   try {
     return JSON.parse(data.toString('utf8')) as T
   } catch {
-    throw new DflattenError(`malformed archive from the daemon: ${name} is not JSON`)
+    throw new DflattenError('bad-data', `malformed archive from the daemon: ${name} is not JSON`)
   }
 }
 
@@ -306,19 +306,19 @@ interface OciDescriptor {
 function savedLayers(index: SaveIndex): { config: Buffer; layers: SavedLayer[]; diffIds: string[] } {
   const manifests = json<Array<{ Config: string; Layers: string[] }>>(index, 'manifest.json')
   if (!Array.isArray(manifests) || manifests.length !== 1) {
-    throw new DflattenError('malformed archive from the daemon: manifest.json should describe exactly one image')
+    throw new DflattenError('bad-data', 'malformed archive from the daemon: manifest.json should describe exactly one image')
   }
   const [m] = manifests
   const config = index.files.get(resolveMember(index, m.Config))
-  if (!config) throw new DflattenError(`malformed archive from the daemon: config ${m.Config} is missing`)
+  if (!config) throw new DflattenError('bad-data', `malformed archive from the daemon: config ${m.Config} is missing`)
   const layers = m.Layers.map((l) => {
     const saved = index.layers.get(resolveMember(index, l))
-    if (!saved) throw new DflattenError(`malformed archive from the daemon: layer ${l} is missing`)
+    if (!saved) throw new DflattenError('bad-data', `malformed archive from the daemon: layer ${l} is missing`)
     return saved
   })
   const diffIds = json<{ rootfs?: { diff_ids?: unknown } }>(index, m.Config).rootfs?.diff_ids
   if (!Array.isArray(diffIds) || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string')) {
-    throw new DflattenError(`malformed archive from the daemon: config ${m.Config} does not name one diff id per layer`)
+    throw new DflattenError('bad-data', `malformed archive from the daemon: config ${m.Config} does not name one diff id per layer`)
   }
   return { config, layers, diffIds: diffIds as string[] }
 }
@@ -549,7 +549,7 @@ export class SaveContent {
       let r = await gen.next()
       for (; !r.done; r = await gen.next()) yield { member: name, index: r.value.index, entry: r.value }
       if (r.value.diffId !== diffId) {
-        throw new DflattenError(`the daemon's second docker save gave a different layer ${name}; was the image changed?`)
+        throw new DflattenError('bad-data', `the daemon's second docker save gave a different layer ${name}; was the image changed?`)
       }
     }
   }
@@ -557,7 +557,7 @@ export class SaveContent {
   async body(from: { member: string; index: number }): Promise<AsyncGenerator<Buffer>> {
     for (;;) {
       const r = await this.it.next()
-      if (r.done) throw new DflattenError(`docker save ended before entry ${from.index} of ${from.member}`)
+      if (r.done) throw new DflattenError('bad-data', `docker save ended before entry ${from.index} of ${from.member}`)
       if (r.value.member === from.member && r.value.index === from.index) return r.value.entry.body()
     }
   }

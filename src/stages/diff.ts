@@ -33,7 +33,7 @@ async function savedDifference(
   const image = savedImage(index)
   const diffIds = image.layers.map((l) => l.diffId)
   if (diffIds.join() !== m.source.layers.join()) {
-    throw new DflattenError(`docker save of ${m.source.ref} does not hold the layers docker inspect lists`)
+    throw new DflattenError('bad-data', `docker save of ${m.source.ref} does not hold the layers docker inspect lists`)
   }
   const config = JSON.parse(image.config.toString('utf8')) as { history?: Array<{ empty_layer?: boolean }> }
   const k = m.base.layers.length

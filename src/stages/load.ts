@@ -36,7 +36,7 @@ export function loadStage(opts: LoadOptions = {}): Writable {
   }
   const failed = async (): Promise<Error> => {
     const r = await result
-    return r.ok ? new DflattenError('docker load stopped reading its input') : dockerError(['load'], r.error)
+    return r.ok ? new DflattenError('tool-failed', 'docker load stopped reading its input') : dockerError(['load'], r.error)
   }
 
   return new Writable({
@@ -72,7 +72,7 @@ export function loadStage(opts: LoadOptions = {}): Writable {
           const id = out.ids[0] ?? null
           for (const tag of opts.tags ?? []) {
             const subject = id ?? out.tags[0]
-            if (!subject) throw new DflattenError('docker load did not say what it loaded; cannot tag it')
+            if (!subject) throw new DflattenError('tool-failed', 'docker load did not say what it loaded; cannot tag it')
             await tagImage(subject, tag)
           }
           opts.onDone?.(out)

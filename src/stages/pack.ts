@@ -111,7 +111,7 @@ function exportedLayerStream(d: Diffed, signal?: AbortSignal): Readable {
     const name = await claimContainerName(d.workspace.dir)
     await createContainer(name, d.source.id, d.source.platform, signal).catch((e: unknown) => {
       if (!(e instanceof DflattenError)) throw e
-      throw new DflattenError(`cannot make a container to read ${d.source.ref} through docker export (${e.message}); ${SECOND_SAVE_HINT}`)
+      throw new DflattenError('tool-failed', `cannot make a container to read ${d.source.ref} through docker export (${e.message}); ${SECOND_SAVE_HINT}`)
     })
     return (run = dockerExport(name, signal))
   }

@@ -79,14 +79,14 @@ async function cannotMount(info: DaemonInfo, source: ImageInspect): Promise<stri
 
 async function pickMethod(choice: MethodChoice, info: DaemonInfo, source: ImageInspect): Promise<{ method: Method; reason: string }> {
   if (choice !== 'auto' && !METHODS.includes(choice)) {
-    throw new DflattenError(`unknown method ${String(choice)}; use auto, ${METHODS.join(', ')}`)
+    throw new DflattenError('usage', `unknown method ${String(choice)}; use auto, ${METHODS.join(', ')}`)
   }
   if (choice === 'save') return { method: 'save', reason: 'asked for' }
   const why = await cannotMount(info, source)
   if (choice === 'auto') {
     return why ? { method: 'save', reason: `the overlay method cannot work: ${why}` } : { method: 'overlay', reason: 'root, and a local overlay2 daemon' }
   }
-  if (why) throw new DflattenError(`--method ${choice} cannot work here: ${why}; use --method save (or auto)`)
+  if (why) throw new DflattenError('refused-driver', `--method ${choice} cannot work here: ${why}; use --method save (or auto)`)
   return { method: choice, reason: 'asked for' }
 }
 
@@ -96,8 +96,7 @@ function layerDirs(img: ImageInspect): string[] {
   const dirs = [data.UpperDir, ...(data.LowerDir ? data.LowerDir.split(':') : [])].filter(Boolean)
   const layers = layersOf(img)
   if (dirs.length !== layers.length) {
-    throw new DflattenError(
-      `cannot map the layers of ${img.Id.slice(7, 19)} to their dirs (${layers.length} layers, ${dirs.length} dirs); is the daemon on this host?`,
+    throw new DflattenError('refused-driver', `cannot map the layers of ${img.Id.slice(7, 19)} to their dirs (${layers.length} layers, ${dirs.length} dirs); is the daemon on this host?`,
     )
   }
   return dirs.reverse()
@@ -117,7 +116,7 @@ async function baseDescriptors(info: DaemonInfo, layers: string[]): Promise<Laye
 
 function checkReference(ref: string, what: string): void {
   if (ref !== 'scratch' && !isImageId(ref) && !parseRef(ref)) {
-    throw new DflattenError(`${what} ${JSON.stringify(ref)} is not a valid image reference (name[:tag], name@digest or id)`)
+    throw new DflattenError('usage', `${what} ${JSON.stringify(ref)} is not a valid image reference (name[:tag], name@digest or id)`)
   }
 }
 
@@ -129,7 +128,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
   // Windows layers are not a Linux filesystem (Files/, Hives/, no whiteout devices). Any Linux
   // architecture is fine: flattening never runs the image's code.
   if (source.Os !== 'linux') {
-    throw new DflattenError(`${opts.image} is a ${source.Os}/${source.Architecture} image; dflatten flattens Linux images`)
+    throw new DflattenError('unsupported-image', `${opts.image} is a ${source.Os}/${source.Architecture} image; dflatten flattens Linux images`)
   }
   const { method, reason } = await pickMethod(opts.method ?? 'auto', info, source)
   const kernel = method !== 'save'
@@ -143,10 +142,10 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     base = await inspectImage(opts.base)
     baseRef = opts.base
     if (base.Id === source.Id) {
-      throw new DflattenError(`the base ${opts.base} is the image itself; pick an ancestor or --base scratch`)
+      throw new DflattenError('not-an-ancestor', `the base ${opts.base} is the image itself; pick an ancestor or --base scratch`)
     }
     if (!isPrefix(layersOf(base), layers)) {
-      throw new DflattenError(`${opts.base} is not an ancestor of ${opts.image}: its layers are not the first layers of ${opts.image}`)
+      throw new DflattenError('not-an-ancestor', `${opts.base} is not an ancestor of ${opts.image}: its layers are not the first layers of ${opts.image}`)
     }
   } else {
     base = nearestTaggedAncestor(source, await taggedImages())
@@ -156,7 +155,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
   const target = opts.tag ? normaliseTarget(opts.tag) : defaultTarget(opts.image, source.RepoTags ?? [])
   const sourceNames = [opts.image, ...(source.RepoTags ?? [])]
   if (!opts.force && sourceNames.some((n) => sameName(n, target))) {
-    throw new DflattenError(`the result's name ${target} is the image's own name; pick another with -t, or pass --force`)
+    throw new DflattenError('name-clash', `the result's name ${target} is the image's own name; pick another with -t, or pass --force`)
   }
 
   const baseLayers = base ? layersOf(base) : []
