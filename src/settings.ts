@@ -1,0 +1,18 @@
+/**
+ * What a caller may tune that is not part of the image or its result. The library never reads
+ * the environment: the CLI maps DFLATTEN_* variables onto these (src/cli), a library user passes
+ * them in.
+ */
+export interface Settings {
+  /** Where work dirs are made; default os.tmpdir(). */
+  workRoot?: string
+  /** The docker CLI to run; default `docker` on PATH. */
+  docker?: string
+  /** The rsync to run for the overlay-copy method; default `rsync` on PATH. */
+  rsync?: string
+  /**
+   * Where the save method reads file content: `export` (docker export of a container, where it
+   * can supply it all; the default) or `save` (a second docker save, every time).
+   */
+  saveContent?: 'export' | 'save'
+}
