@@ -3,7 +3,7 @@
  * streams; between stage commands (`dflatten resolve | dflatten mount | ...`) they travel as one
  * JSON document each, versioned, so a stage fed the wrong thing can say what it wanted.
  */
-import type { LayerDescriptor } from './archive.js'
+import type { LayerDescriptor } from './image-archive.js'
 import type { DaemonInfo } from './docker.js'
 import type { Workspace } from './workspace.js'
 import { DflattenError } from './errors.js'

@@ -7,7 +7,8 @@ import { mkdtemp, mkdir, writeFile, symlink, link, lstat, readFile, readdir, rm,
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { upperDirEntries } from '../src/methods/overlay-copy.js'
-import { imageArchive, layerSize, layerStream, encodeHeader } from '../src/archive.js'
+import { imageArchive } from '../src/image-archive.js'
+import { layerSize, layerStream, encodeHeader } from '../src/layer-tar.js'
 import { readTreeXattrs, readXattrsOf, withXattrs } from '../src/xattrs.js'
 import { readEntries, writeEntries, type LayerEntry } from '../src/entry.js'
 

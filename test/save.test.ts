@@ -1,9 +1,9 @@
 // The save method's pieces without a daemon: the tar reader (round trip with our writer, and
 // hostile input), and the layer merge, checked against a model of how a daemon applies layers.
 import t from 'tap'
-import { readTar, cleanMemberName, TarParser, type TarHeader } from '../src/tar-read.js'
+import { readTar, cleanMemberName, TarParser, type TarHeader } from '../src/tar/index.js'
 import { FileDigest } from '../src/methods/export-content.js'
-import { layerStream } from '../src/archive.js'
+import { layerStream } from '../src/layer-tar.js'
 import { BaseContent, indexSave, mergeLayers, savedImage, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'

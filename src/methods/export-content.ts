@@ -16,7 +16,7 @@
 import crypto, { createHash } from 'node:crypto'
 import type { LayerEntry } from '../entry.js'
 import { DflattenError } from '../errors.js'
-import { cleanMemberName, readTar, type TarEntry } from '../tar-read.js'
+import { cleanMemberName, readTar, type TarEntry } from '../tar/index.js'
 
 /**
  * `DFLATTEN_SAVE_CONTENT=save`: read content from a second save even where the export would do

@@ -12,7 +12,7 @@ import { copyDifference, upperDirEntries } from '../methods/overlay-copy.js'
 import { indexSave, mergeLayers, savedImage } from '../methods/save.js'
 import { exportCanSupply, secondSaveAsked } from '../methods/export-content.js'
 import { dockerSave, explainFailure, finished } from '../docker.js'
-import { EMPTY_LAYER_BYTES, entryTarBytes } from '../archive.js'
+import { EMPTY_LAYER_BYTES, entryTarBytes } from '../layer-tar.js'
 import { DflattenError } from '../errors.js'
 import { objectStage, type StageContext } from './stream.js'
 

@@ -16,7 +16,7 @@ import {
   type DaemonInfo,
   type ImageInspect,
 } from '../docker.js'
-import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
+import { MEDIA_TYPES, type LayerDescriptor } from '../image-archive.js'
 import { defaultTarget, isImageId, normaliseTarget, parseRef, sameName } from '../refs.js'
 import { secondSaveAsked } from '../methods/export-content.js'
 import { DOC_VERSION, METHODS, type Method, type MethodChoice, type Plan } from '../plan.js'
