@@ -235,6 +235,8 @@ export interface CuttingProxy {
   host: string
   /** Bytes from the registry before the cut; set per test. */
   cutAfter: number
+  /** Bytes passed from clients to the registry so far, all connections. */
+  toRegistry: number
   stop(): Promise<void>
 }
 
@@ -244,11 +246,12 @@ export interface CuttingProxy {
  */
 export async function startCuttingProxy(target: number, cutAfter = 0): Promise<CuttingProxy> {
   const sockets = new Set<Socket>()
-  const proxy: CuttingProxy = { host: '', cutAfter, stop: async () => undefined }
+  const proxy: CuttingProxy = { host: '', cutAfter, toRegistry: 0, stop: async () => undefined }
   const server = createTcpServer((client) => {
     const upstream = tcpConnect(target, '127.0.0.1')
     sockets.add(client).add(upstream)
     let n = 0
+    client.on('data', (d: Buffer) => (proxy.toRegistry += d.length))
     client.pipe(upstream)
     upstream.on('data', (d: Buffer) => {
       if (proxy.cutAfter > 0 && n + d.length > proxy.cutAfter) {

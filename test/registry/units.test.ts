@@ -85,3 +85,40 @@ t.test('credentials from the Docker config', async (t) => {
   await writeFile(join(dir, 'config.json'), '{not json')
   await t.rejects(loadCredentials(dir, 'plain:1'), { code: 'usage' })
 })
+
+t.test('5xx is retried within bounds; a streamed body is not sent twice', async (t) => {
+  const { createServer } = await import('node:http')
+  const { Readable } = await import('node:stream')
+  const { connect: open } = await import('../../src/registry/index.js')
+  let manifestCalls = 0
+  let patchCalls = 0
+  const srv = createServer((req, res) => {
+    if (req.url === '/v2/') return res.end('{}')
+    if (req.url?.startsWith('/v2/app/manifests/')) {
+      manifestCalls++
+      if (manifestCalls < 3 || req.url.endsWith('/down')) return res.writeHead(503).end()
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' })
+      return res.end('{"schemaVersion":2}')
+    }
+    if (req.method === 'POST') return res.writeHead(202, { location: '/v2/app/blobs/uploads/u1' }).end()
+    if (req.method === 'PATCH') {
+      patchCalls++
+      req.resume()
+      return req.on('end', () => res.writeHead(503).end())
+    }
+    if (req.method === 'DELETE') return res.writeHead(204).end()
+    res.writeHead(404).end()
+  })
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r()))))
+  const host = `127.0.0.1:${(srv.address() as { port: number }).port}`
+  const c = await open(parseRegistryRef(`docker://${host}/app:1`), { retries: { attempts: 4, baseMillis: 20 } })
+  t.equal((await c.getManifest()).bytes.toString(), '{"schemaVersion":2}', 'third time lucky')
+  t.equal(manifestCalls, 3)
+  manifestCalls = 0
+  await t.rejects(c.getManifest('down'), { code: 'tool-failed', message: `${host}/app:down: registry ${host} answered 503` })
+  t.equal(manifestCalls, 4, 'bounded')
+  await t.rejects(c.upload(Readable.from([Buffer.from('data')])), { code: 'tool-failed', message: /answered 503/ })
+  t.equal(patchCalls, 1, 'the PATCH is not repeated')
+  await c.session.close()
+})
