@@ -80,7 +80,7 @@ export class Authenticator {
     if (!c) return undefined
     if (c.scheme === 'basic') return this.basic(what)
     if (c.scheme !== 'bearer') {
-      throw new DflattenError('tool-failed', `${what}: registry ${this.registry} wants ${c.scheme} authentication, which dflatten does not speak`)
+      throw new DflattenError('registry', `${what}: registry ${this.registry} wants ${c.scheme} authentication, which dflatten does not speak`)
     }
     const key = [...new Set(scopes)].sort().join(' ')
     const kept = this.tokens.get(key)
@@ -104,8 +104,8 @@ export class Authenticator {
 
   private basic(what: string): string {
     const c = this.credentials
-    if (!c) throw new DflattenError('tool-failed', `${what}: registry ${this.registry} wants a user name and password: log in with docker login ${this.registry}`)
-    if (c.kind !== 'basic') throw new DflattenError('tool-failed', `${what}: registry ${this.registry} wants Basic authentication, but the Docker config holds an identity token for it`)
+    if (!c) throw new DflattenError('registry', `${what}: registry ${this.registry} wants a user name and password: log in with docker login ${this.registry}`)
+    if (c.kind !== 'basic') throw new DflattenError('registry', `${what}: registry ${this.registry} wants Basic authentication, but the Docker config holds an identity token for it`)
     return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`
   }
 
@@ -115,15 +115,15 @@ export class Authenticator {
    */
   private async fetchToken(c: Challenge, scopes: string[], what: string, signal?: AbortSignal): Promise<Kept> {
     const realm = c.params.realm
-    if (!realm) throw new DflattenError('tool-failed', `${what}: registry ${this.registry} asks for a Bearer token but names no realm`)
+    if (!realm) throw new DflattenError('registry', `${what}: registry ${this.registry} asks for a Bearer token but names no realm`)
     let url: URL
     try {
       url = new URL(realm)
     } catch {
-      throw new DflattenError('tool-failed', `${what}: registry ${this.registry} names a token realm that is not a URL: ${realm}`)
+      throw new DflattenError('registry', `${what}: registry ${this.registry} names a token realm that is not a URL: ${realm}`)
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new DflattenError('tool-failed', `${what}: registry ${this.registry} names a token realm that is not HTTP: ${realm}`)
+      throw new DflattenError('registry', `${what}: registry ${this.registry} names a token realm that is not HTTP: ${realm}`)
     }
     const wanted = [...new Set([...scopes, ...(c.params.scope ? c.params.scope.split(' ') : [])])]
     const cred = this.credentials
@@ -151,21 +151,21 @@ export class Authenticator {
     const text = await res.body.text()
     if (res.status === 401 || res.status === 403) {
       throw new DflattenError(
-        'tool-failed',
+        'registry',
         cred
           ? `${what}: the token server of ${this.registry} refused the credentials (${res.status}); check docker login ${this.registry}`
           : `${what}: the token server of ${this.registry} wants credentials (${res.status}): log in with docker login ${this.registry}`,
       )
     }
-    if (res.status !== 200) throw new DflattenError('tool-failed', `${what}: the token server of ${this.registry} answered ${res.status} (${url.origin}${url.pathname})`)
+    if (res.status !== 200) throw new DflattenError('registry', `${what}: the token server of ${this.registry} answered ${res.status} (${url.origin}${url.pathname})`)
     let body: { token?: string; access_token?: string; expires_in?: number; issued_at?: string }
     try {
       body = JSON.parse(text) as typeof body
     } catch {
-      throw new DflattenError('tool-failed', `${what}: the token server of ${this.registry} sent something that is not JSON`)
+      throw new DflattenError('registry', `${what}: the token server of ${this.registry} sent something that is not JSON`)
     }
     const token = body.token || body.access_token
-    if (!token) throw new DflattenError('tool-failed', `${what}: the token server of ${this.registry} sent no token`)
+    if (!token) throw new DflattenError('registry', `${what}: the token server of ${this.registry} sent no token`)
     // Docker's minimum lifetime is 60 s; renew a little early rather than be refused mid-push.
     const life = Math.max(Number(body.expires_in) || 60, 60)
     const issued = body.issued_at ? Date.parse(body.issued_at) : NaN

@@ -162,7 +162,7 @@ export class RegistryClient {
       const location = header(res.headers, 'location')
       if (![301, 302, 303, 307, 308].includes(res.status) || !location) break
       await res.body.dump()
-      if (hops === 5) throw new DflattenError('tool-failed', `${what}: registry ${this.session.registry} redirects too often`)
+      if (hops === 5) throw new DflattenError('registry', `${what}: registry ${this.session.registry} redirects too often`)
       url = new URL(location, res.url)
     }
     if (res.status !== 200) throw await this.session.failure(res, what)
@@ -183,7 +183,7 @@ export class RegistryClient {
       verifier.destroy(
         e instanceof DflattenError
           ? e
-          : new DflattenError('tool-failed', `${what}: the connection to registry ${this.session.registry} broke after ${verifier.size}${expected !== undefined ? ` of ${expected}` : ''} bytes (${(e as { code?: string }).code ?? e.message})`),
+          : new DflattenError('registry', `${what}: the connection to registry ${this.session.registry} broke after ${verifier.size}${expected !== undefined ? ` of ${expected}` : ''} bytes (${(e as { code?: string }).code ?? e.message})`),
       )
     })
     // Whoever stops reading early (an error downstream) must free the connection too.

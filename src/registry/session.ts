@@ -52,7 +52,7 @@ export class RegistrySession {
       const r = await this.transport.ping(what, signal)
       if (r.status === 401) this.auth.learn(r.headers)
       else if (r.status !== 200) {
-        throw new DflattenError('tool-failed', `${what}: ${this.transport.host} does not answer as a registry (GET /v2/ gave ${r.status})`)
+        throw new DflattenError('registry', `${what}: ${this.transport.host} does not answer as a registry (GET /v2/ gave ${r.status})`)
       }
     })()
     // A failed ping is tried again by the next request, not remembered.
@@ -86,25 +86,25 @@ export class RegistrySession {
    * The one-line error for a response that is not what was wanted; reads (and so frees) the
    * body. `notFound` is the code a 404 gets (image-not-found for a manifest).
    */
-  async failure(res: HttpResponse, what: string, notFound: ErrorCode = 'tool-failed'): Promise<DflattenError> {
+  async failure(res: HttpResponse, what: string, notFound: ErrorCode = 'registry'): Promise<DflattenError> {
     const said = await registryErrors(res)
     const reg = `registry ${this.registry}`
     switch (res.status) {
       case 401:
         return new DflattenError(
-          'tool-failed',
+          'registry',
           this.hasCredentials
             ? `${what}: ${reg} refused the credentials (401${said}); check docker login ${this.registry}`
             : `${what}: ${reg} wants credentials (401${said}): log in with docker login ${this.registry}`,
         )
       case 403:
-        return new DflattenError('tool-failed', `${what}: ${reg} denied access (403${said})`)
+        return new DflattenError('registry', `${what}: ${reg} denied access (403${said})`)
       case 404:
         return new DflattenError(notFound, `${what}: not found on ${reg} (404${said})`)
       case 429:
-        return new DflattenError('tool-failed', `${what}: ${reg} is limiting our requests (429${said}); try again later`)
+        return new DflattenError('registry', `${what}: ${reg} is limiting our requests (429${said}); try again later`)
       default:
-        return new DflattenError('tool-failed', `${what}: ${reg} answered ${res.status}${said ? ` (${said.slice(1)})` : ''}`)
+        return new DflattenError('registry', `${what}: ${reg} answered ${res.status}${said ? ` (${said.slice(1)})` : ''}`)
     }
   }
 }

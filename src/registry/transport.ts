@@ -239,7 +239,7 @@ export class NetworkError extends DflattenError {
   readonly networkCode: string
   readonly certificate: boolean
   constructor(message: string, networkCode: string, certificate: boolean) {
-    super('tool-failed', message)
+    super('registry', message)
     this.networkCode = networkCode
     this.certificate = certificate
   }

@@ -189,7 +189,7 @@ async function patchChunks(session: RegistrySession, state: { location?: URL }, 
       scopes: options.scopes,
       what,
     })
-    if (res.status === 416) throw new DflattenError('tool-failed', `${what}: registry ${session.registry} refused the chunk at ${offset} (416)`)
+    if (res.status === 416) throw new DflattenError('registry', `${what}: registry ${session.registry} refused the chunk at ${offset} (416)`)
     state.location = await nextLocation(session, res, state.location!, what)
     offset += chunk.length
   }

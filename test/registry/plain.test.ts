@@ -217,12 +217,12 @@ t.test('failures are one line', async (t) => {
   const c = await open('app:nosuchtag')
   await failsWith(t, c.getManifest(), 'image-not-found', new RegExp(`^${reg.host}/app:nosuchtag: not found on registry ${reg.host} \\(404 MANIFEST_UNKNOWN`))
   t.equal(await c.headManifest(), undefined)
-  await failsWith(t, (await open('app:1')).getBlob(sha256(Buffer.from('absent'))), 'tool-failed', /blob sha256:.*not found on registry .* \(404 BLOB_UNKNOWN/)
+  await failsWith(t, (await open('app:1')).getBlob(sha256(Buffer.from('absent'))), 'registry', /blob sha256:.*not found on registry .* \(404 BLOB_UNKNOWN/)
 
   const closed = await freePort()
   const t0 = Date.now()
   const gone = await connect(parseRegistryRef(`docker://127.0.0.1:${closed}/app:1`), fast)
-  await failsWith(t, gone.getManifest(), 'tool-failed', new RegExp(`^127.0.0.1:${closed}/app:1: cannot connect to registry 127.0.0.1:${closed} \\(connection refused\\)$`))
+  await failsWith(t, gone.getManifest(), 'registry', new RegExp(`^127.0.0.1:${closed}/app:1: cannot connect to registry 127.0.0.1:${closed} \\(connection refused\\)$`))
   t.ok(Date.now() - t0 < 5000, 'bounded retries')
 })
 
@@ -236,7 +236,7 @@ t.test('a connection cut mid-blob is one line, and no tag is pushed', async (t) 
   await viaProxy.getManifest() // settle the scheme and a connection before cutting
   proxy.cutAfter = 512 * 1024
   const blob = await viaProxy.getBlob(sha(image.layers[0]))
-  await failsWith(t, collect(blob.stream), 'tool-failed', /blob sha256:.*: the connection to registry .* broke after \d+ of \d+ bytes/)
+  await failsWith(t, collect(blob.stream), 'registry', /blob sha256:.*: the connection to registry .* broke after \d+ of \d+ bytes/)
 
   const other = await startRegistry()
   t.teardown(() => other.stop())
@@ -245,7 +245,7 @@ t.test('a connection cut mid-blob is one line, and no tag is pushed', async (t) 
   proxy.cutAfter = 0
   await fresh.getManifest()
   proxy.cutAfter = 512 * 1024
-  await failsWith(t, dst.copyBlob(fresh, sha(image.layers[0])), 'tool-failed', /broke after/)
+  await failsWith(t, dst.copyBlob(fresh, sha(image.layers[0])), 'registry', /broke after/)
   t.same(await dst.tags(), [], 'no tag on the target')
   t.notOk(await dst.headBlob(sha(image.layers[0])), 'no blob either')
   t.ok(other.requests().some((x) => /^DELETE \/v2\/cut\/blobs\/uploads\/\S+ 204/.test(x)), 'DELETE sent')

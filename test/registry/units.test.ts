@@ -116,9 +116,9 @@ t.test('5xx is retried within bounds; a streamed body is not sent twice', async 
   t.equal((await c.getManifest()).bytes.toString(), '{"schemaVersion":2}', 'third time lucky')
   t.equal(manifestCalls, 3)
   manifestCalls = 0
-  await t.rejects(c.getManifest('down'), { code: 'tool-failed', message: `${host}/app:down: registry ${host} answered 503` })
+  await t.rejects(c.getManifest('down'), { code: 'registry', message: `${host}/app:down: registry ${host} answered 503` })
   t.equal(manifestCalls, 4, 'bounded')
-  await t.rejects(c.upload(Readable.from([Buffer.from('data')])), { code: 'tool-failed', message: /answered 503/ })
+  await t.rejects(c.upload(Readable.from([Buffer.from('data')])), { code: 'registry', message: /answered 503/ })
   t.equal(patchCalls, 1, 'the PATCH is not repeated')
   await c.session.close()
 })
