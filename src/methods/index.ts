@@ -8,8 +8,8 @@ import { overlay } from './overlay/index.js'
 import { overlayCopy } from './overlay-copy/index.js'
 import { save } from './save/index.js'
 
-const METHODS: Method[] = [overlay, overlayCopy, save] as Method[]
-const AUTO: Method[] = [overlay, save] as Method[]
+const METHODS: Method[] = [overlay, overlayCopy, save]
+const AUTO: Method[] = [overlay, save]
 /** Works wherever the docker CLI does: what a refusal points to. */
 const FALLBACK = save.name
 

@@ -1,7 +1,7 @@
 /** How the save method records a file's content in pass 1, and checks it in pass 2. */
 import crypto, { createHash } from 'node:crypto'
 
-/** How pass 1 records a file's content, so this pass can check it: sha256, base64. */
+/** sha256, base64: how `LayerEntry.sha256` holds a digest. */
 const newHash = (): ReturnType<typeof createHash> => createHash('sha256')
 const digestOf = (hash: ReturnType<typeof createHash>): string => hash.digest('base64')
 // One call, no Hash object: most files of a layer arrive in one piece. (crypto.hash: Node 20.12+.)
