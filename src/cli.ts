@@ -9,7 +9,9 @@ import { rename, rm, stat } from 'node:fs/promises'
 import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { count, flatten, type FlattenResult, type Progress } from './pipeline.js'
-import type { Method, MethodChoice } from './plan.js'
+import type { MethodChoice } from './plan.js'
+import type { Settings } from './settings.js'
+import { getMethod } from './methods/index.js'
 import { DflattenError, Interrupted, exitCodeOf, isDflattenError } from './errors.js'
 import { runStageCommand, STAGE_COMMANDS } from './commands.js'
 
@@ -230,7 +232,8 @@ async function mainFlatten(argv: string[]): Promise<number> {
       output: toStdout ? stdoutSink() : (file?.stream ?? undefined),
       log: quiet ? undefined : (line) => bar.clear() && process.stderr.write(`dflatten: ${line}\n`),
       onProgress: (p) => bar.update(p),
-      onPlan: (plan) => tuneHeap(plan.method),
+      onPlan: (plan) => tuneHeap(plan.method.name),
+      settings: settingsFromEnv(),
     })
     bar.clear()
     await file?.commit()
@@ -254,8 +257,17 @@ async function mainFlatten(argv: string[]): Promise<number> {
  * took 19 s instead of 9 s. So the CLI turns it off once it knows the method is save. (The
  * library never touches the process's flags: that is the CLI's business.)
  */
-export function tuneHeap(method: Method): void {
-  if (method === 'save') v8.setFlagsFromString('--no-optimize-for-size')
+export function tuneHeap(method: string): void {
+  if (getMethod(method).largeHeap) v8.setFlagsFromString('--no-optimize-for-size')
+}
+
+/** The DFLATTEN_* variables as the library's settings. */
+export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings {
+  return {
+    workRoot: env.DFLATTEN_TMPDIR || undefined,
+    rsync: env.DFLATTEN_RSYNC,
+    saveContent: env.DFLATTEN_SAVE_CONTENT === 'save' ? 'save' : undefined,
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -20,7 +20,7 @@ import { cleanupAll, destroy, release, track } from './cleanup.js'
 import { abandonedWorkspaces, writeOwner, mountsUnder, workRoot, workspaceContainer } from './workspace.js'
 import { pumpAll } from './pipeline.js'
 import { DflattenError } from './errors.js'
-import { abortOnSignals, stdoutSink, tuneHeap } from './cli.js'
+import { abortOnSignals, settingsFromEnv, stdoutSink, tuneHeap } from './cli.js'
 
 export const STAGE_COMMANDS = ['resolve', 'mount', 'diff', 'pack', 'load', 'cleanup']
 
@@ -95,7 +95,8 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
     return 0
   }
   const ac = abortOnSignals()
-  const ctx = { signal: ac.signal }
+  const settings = settingsFromEnv()
+  const ctx = { signal: ac.signal, settings }
   const stage = `dflatten ${cmd}`
   try {
     switch (cmd) {
@@ -108,6 +109,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
             tag: values.tag?.[0],
             force: values.force,
             method: values.method as MethodChoice | undefined,
+            settings,
           }),
         )
         return 0
@@ -122,7 +124,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
       }
       case 'diff': {
         const doc = await readDoc(stage)
-        tuneHeap(expectDoc(doc, 'mounted', stage).method)
+        tuneHeap(expectDoc(doc, 'mounted', stage).method.name)
         writeDoc(await holding(doc, () => diff(doc, ctx)))
         return 0
       }
@@ -147,7 +149,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
         return 0
       }
       case 'cleanup': {
-        const dirs = await abandonedWorkspaces()
+        const dirs = await abandonedWorkspaces(settings)
         for (const dir of dirs) {
           const mounts = await mountsUnder(dir)
           const container = await workspaceContainer(dir)
@@ -155,7 +157,7 @@ export async function runStageCommand(cmd: string, argv: string[]): Promise<numb
           process.stdout.write(`${values['dry-run'] ? 'would remove' : 'removing'} ${dir}${held.length ? ` (${held.join(', ')})` : ''}\n`)
           if (!values['dry-run']) await destroy(dir)
         }
-        if (dirs.length === 0) process.stdout.write(`nothing to clean up under ${workRoot()}\n`)
+        if (dirs.length === 0) process.stdout.write(`nothing to clean up under ${workRoot(settings)}\n`)
         return 0
       }
     }

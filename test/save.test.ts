@@ -2,9 +2,10 @@
 // hostile input), and the layer merge, checked against a model of how a daemon applies layers.
 import t from 'tap'
 import { readTar, cleanMemberName, TarParser, type TarHeader } from '../src/tar/index.js'
-import { FileDigest } from '../src/methods/export-content.js'
+import { FileDigest } from '../src/methods/save/digest.js'
 import { layerStream } from '../src/layer-tar.js'
-import { BaseContent, indexSave, mergeLayers, savedImage, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
+import { BaseContent, indexSave, savedImage, type IndexedEntry, type SavedLayer } from '../src/methods/save/first-pass.js'
+import { mergeLayers } from '../src/methods/save/merge.js'
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import tar from 'tar-stream'
