@@ -12,6 +12,7 @@ import { count, flatten, type FlattenResult, type Progress } from './pipeline.js
 import type { Method, MethodChoice } from './plan.js'
 import { DflattenError, Interrupted, exitCodeOf, isDflattenError } from './errors.js'
 import { runStageCommand, STAGE_COMMANDS } from './commands.js'
+import { useDockerCommand } from './docker.js'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
   .version
@@ -259,6 +260,7 @@ export function tuneHeap(method: Method): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  useDockerCommand(process.env.DFLATTEN_DOCKER ?? 'docker')
   try {
     const [first, ...rest] = argv
     if (first && STAGE_COMMANDS.includes(first)) return await runStageCommand(first, rest)
