@@ -14,6 +14,7 @@ import type { Settings } from './settings.js'
 import { getMethod } from './methods/index.js'
 import { DflattenError, Interrupted, exitCodeOf, isDflattenError } from './errors.js'
 import { runStageCommand, STAGE_COMMANDS } from './commands.js'
+import { useDockerCommand } from './docker.js'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
   .version
@@ -271,6 +272,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings 
 }
 
 export async function main(argv: string[]): Promise<number> {
+  useDockerCommand(process.env.DFLATTEN_DOCKER ?? 'docker')
   try {
     const [first, ...rest] = argv
     if (first && STAGE_COMMANDS.includes(first)) return await runStageCommand(first, rest)
