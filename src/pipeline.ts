@@ -14,7 +14,7 @@ import { mountStage } from './stages/mount.js'
 import { diffStage } from './stages/diff.js'
 import { packStage, type PackResult } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
-import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect } from './docker.js'
+import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
 import { cleanupAll, destroy } from './cleanup.js'
 import { abandonedWorkspaces } from './workspace.js'
 import { DflattenError, Interrupted } from './errors.js'
@@ -126,6 +126,7 @@ async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome'])
 export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
   const log = opts.log ?? (() => {})
   const started = performance.now()
+  useDockerCommand(opts.settings?.docker ?? 'docker')
   try {
     // What an interrupted earlier run (kill -9, power loss) left behind goes first.
     for (const dir of await abandonedWorkspaces(opts.settings)) {
