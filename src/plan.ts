@@ -8,7 +8,7 @@
  */
 import type { DaemonInfo } from './docker.js'
 import type { Workspace } from './workspace.js'
-import type { ImageParts } from './methods/method.js'
+import type { LayerDescriptor } from './image-archive.js'
 import { DflattenError } from './errors.js'
 
 export const DOC_VERSION = 2
@@ -16,6 +16,16 @@ export const DOC_VERSION = 2
 /** A method's name (see `methodNames()` in src/methods); `auto` lets resolve pick. */
 export type MethodName = string
 export type MethodChoice = MethodName | 'auto'
+
+/** The parts of the result every method must provide, exactly as the daemon holds them. */
+export interface ImageParts {
+  /** The original's config, parsed from its exact bytes. */
+  config: Record<string, unknown>
+  /** The base config's history entries. */
+  baseHistory: unknown[]
+  /** The base's layers as the daemon stores them, for the archive's manifest. */
+  baseDescriptors: LayerDescriptor[]
+}
 
 export interface ImageSide {
   /** As the user named it (or the tag dflatten picked), null for `scratch`. */

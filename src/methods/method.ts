@@ -19,11 +19,12 @@
  */
 import type { LayerEntry } from '../entry.js'
 import type { ContentSource } from '../layer-tar.js'
-import type { LayerDescriptor } from '../image-archive.js'
 import type { DaemonInfo, ImageInspect } from '../docker.js'
 import type { Settings } from '../settings.js'
 import type { Workspace } from '../workspace.js'
-import type { Diffed, Mounted, Plan } from '../plan.js'
+import type { Diffed, ImageParts, Mounted, Plan } from '../plan.js'
+
+export type { ImageParts }
 
 /** What every member may use: the run's abort signal, the caller's settings. */
 export interface MethodContext {
@@ -44,16 +45,6 @@ export interface PlanFacts extends Probe {
 
 /** Can the method work here? Either way, a reason for --verbose or the refusal. */
 export type Availability = { ok: true; reason: string } | { ok: false; reason: string }
-
-/** The parts of the result every method must provide, exactly as the daemon holds them. */
-export interface ImageParts {
-  /** The original's config, parsed from its exact bytes. */
-  config: Record<string, unknown>
-  /** The base config's history entries. */
-  baseHistory: unknown[]
-  /** The base's layers as the daemon stores them, for the archive's manifest. */
-  baseDescriptors: LayerDescriptor[]
-}
 
 /** What diff gets from a method. */
 export interface Difference<S> {

@@ -12,7 +12,6 @@ import { cleanMemberName, readTar, TarParser, type TarHeader, type TarSink } fro
 import { WHITEOUT_PREFIX } from '../../whiteout.js'
 import { FileDigest } from './digest.js'
 import { blobTar, isGzip, isTar, peek, type BlobDigests } from './blob.js'
-import { baseName } from './merge.js'
 
 /** Small non-layer members (manifests, configs) are kept whole; larger ones are not metadata. */
 const MAX_JSON = 8 * 1024 * 1024
@@ -264,4 +263,8 @@ export function savedImage(index: SaveIndex): { config: Buffer; layers: Array<Sa
       },
     })),
   }
+}
+
+export function baseName(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1)
 }

@@ -7,7 +7,7 @@ import type { LayerEntry } from '../../entry.js'
 import type { TarHeader } from '../../tar/index.js'
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../../whiteout.js'
 import { whiteoutEntry } from '../stat.js'
-import type { BaseContent, IndexedEntry, SavedLayer } from './first-pass.js'
+import { baseName, type BaseContent, type IndexedEntry, type SavedLayer } from './first-pass.js'
 
 interface Merged {
   header: TarHeader
@@ -45,9 +45,6 @@ function parentOf(p: string): string {
   return i === -1 ? '' : p.slice(0, i)
 }
 
-export function baseName(p: string): string {
-  return p.slice(p.lastIndexOf('/') + 1)
-}
 
 /**
  * Merge the layers above the base, lowest first, into the entries of one layer with the same
