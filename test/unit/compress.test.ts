@@ -4,9 +4,9 @@ import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { gunzipSync } from 'node:zlib'
 import { execa } from 'execa'
-import { gzip, GZIP_BLOCK } from '../src/compress/gzip.js'
-import { compress, measure, mediaTypeSuffix, parseCompression } from '../src/compress/index.js'
-import { DflattenError } from '../src/errors.js'
+import { gzip, GZIP_BLOCK } from '../../src/compress/gzip.js'
+import { compress, measure, mediaTypeSuffix, parseCompression } from '../../src/compress/index.js'
+import { DflattenError } from '../../src/errors.js'
 
 async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = []
