@@ -11,6 +11,7 @@ import { directEntries } from '../methods/overlay.js'
 import { copyDifference, upperDirEntries } from '../methods/overlay-copy.js'
 import { indexSave, mergeLayers, savedImage } from '../methods/save.js'
 import { exportCanSupply, secondSaveAsked } from '../methods/export-content.js'
+import { exportLeaks } from '../methods/export-leak.js'
 import { dockerSave, explainFailure, finished } from '../docker.js'
 import { EMPTY_LAYER_BYTES, entryTarBytes } from '../archive.js'
 import { DflattenError } from '../errors.js'
@@ -50,15 +51,20 @@ async function savedDifference(
     },
     entries,
     members: Object.fromEntries(image.layers.slice(k).map((l) => [l.member, l.diffId])),
-    content: saveContentSource(entries),
+    content: saveContentSource(entries, m.daemon),
   }
 }
 
-/** Where pass 2 reads content: the export where it can supply it all (see export-content.ts). */
-function saveContentSource(entries: LayerEntry[]): NonNullable<Diffed['saveContent']> {
+/**
+ * Where pass 2 reads content: the export where it can supply it all (see export-content.ts) and
+ * leaves the daemon as it found it (see export-leak.ts).
+ */
+function saveContentSource(entries: LayerEntry[], daemon: Mounted['daemon']): NonNullable<Diffed['saveContent']> {
   if (secondSaveAsked()) {
     return { from: 'save', reason: 'DFLATTEN_SAVE_CONTENT=save asks for a second docker save' }
   }
+  const leak = exportLeaks(daemon)
+  if (leak) return { from: 'save', reason: `a second docker save: ${leak}` }
   const can = exportCanSupply(entries)
   if (!can.ok) {
     return {

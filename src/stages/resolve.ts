@@ -19,6 +19,7 @@ import {
 import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
 import { defaultTarget, isImageId, normaliseTarget, parseRef, sameName } from '../refs.js'
 import { secondSaveAsked } from '../methods/export-content.js'
+import { exportLeaks } from '../methods/export-leak.js'
 import { DOC_VERSION, METHODS, type Method, type MethodChoice, type Plan } from '../plan.js'
 
 export interface ResolveOptions {
@@ -192,7 +193,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     target,
     // The method is part of it: methods agree on the filesystem, not on the bytes, and a cache hit
     // must give the id this very command would build.
-    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method}${method === 'save' && secondSaveAsked() ? ', content from a second save' : ''})`,
+    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method}${method === 'save' && (secondSaveAsked() || exportLeaks(info)) ? ', content from a second save' : ''})`,
   }
 }
 
