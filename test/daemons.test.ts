@@ -46,7 +46,9 @@ if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
           const r = await dflatten([ref, '-t', target, '-m', method, '--no-cache', '-v'], { env })
           t.equal(r.exitCode, 0, `${ref} with ${method}: ${r.stderr.split('\n').slice(r.exitCode ? -25 : -2).join(' ')}`)
           if (r.exitCode !== 0) continue
-          if (method === 'save') t.match(r.stderr, /content from docker export/, 'save reads content through docker export')
+          // Docker 26's classic-store export leaks (moby #48516; test/docker26-leak.test.ts).
+          if (method === 'save' && host === hosts.DFLATTEN_D26_CLASSIC_HOST) t.match(r.stderr, /content from a second docker save: .*moby #48516/, 'save reads content through a second save')
+          else if (method === 'save') t.match(r.stderr, /content from docker export/, 'save reads content through docker export')
           if (method === 'auto') t.match(r.stderr, host === hosts.DFLATTEN_D26_CTRD_HOST ? /method save:/ : /method overlay:/, 'auto picks what works')
           t.same(compareFs(original, await exportFs(target), { labels: [ref, target] }), [], `${ref} with ${method}: same filesystem`)
           t.same(await configOf(target), await configOf(ref), `${ref} with ${method}: same config`)

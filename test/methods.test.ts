@@ -30,7 +30,9 @@ t.test('an explicit method that cannot work is refused', async (t) => {
 
 t.test('the save content setting is part of the cache marker', async (t) => {
   const save = getMethod('save')
-  t.equal(save.cacheKey({}), 'save')
-  t.equal(save.cacheKey({ saveContent: 'save' }), 'save, content from a second save')
-  t.equal(getMethod('overlay').cacheKey({ saveContent: 'save' }), 'overlay')
+  t.equal(save.cacheKey({}, info), 'save')
+  t.equal(save.cacheKey({ saveContent: 'save' }, info), 'save, content from a second save')
+  t.equal(getMethod('overlay').cacheKey({ saveContent: 'save' }, info), 'overlay')
+  const leaky: DaemonInfo = { ...info, driver: 'overlay2', serverVersion: '26.1.5+dfsg1' }
+  t.equal(save.cacheKey({}, leaky), 'save, content from a second save', 'where export leaks, the second save is the content: cached apart')
 })

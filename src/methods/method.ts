@@ -79,7 +79,7 @@ export interface Method<S = unknown> {
   /** Whether it can work with this daemon, store, user and image. */
   available(probe: Probe): Promise<Availability>
   /** How the cache marker names its output: its name, plus any setting that changes the bytes. */
-  cacheKey(settings: Settings): string
+  cacheKey(settings: Settings, daemon: DaemonInfo): string
   /** Its own facts, read at resolve (layer dirs, exact configs, base descriptors...). */
   plan(facts: PlanFacts, ctx: MethodContext): Promise<S>
   /** Mounts, containers...: each recorded in the workspace before it exists; returns the new state. */

@@ -112,7 +112,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     target,
     // The method is part of it: methods agree on the filesystem, not on the bytes, and a cache hit
     // must give the id this very command would build.
-    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method.cacheKey(opts.settings ?? {})})`,
+    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method.cacheKey(opts.settings ?? {}, info)})`,
   }
 }
 

@@ -14,7 +14,7 @@
  */
 import type { LayerEntry } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
-import { dockerSave, explainFailure, finished, historyLength } from '../../docker.js'
+import { type DaemonInfo, dockerSave, explainFailure, finished, historyLength } from '../../docker.js'
 import { removeWorkspaceContainer } from '../../workspace.js'
 import type { Settings } from '../../settings.js'
 import type { Mounted } from '../../plan.js'
@@ -23,6 +23,7 @@ import { indexSave, savedImage } from './first-pass.js'
 import { mergeLayers } from './merge.js'
 import { exportCanSupply, exportedLayer } from './export.js'
 import { savedLayer } from './second-save.js'
+import { exportLeaks } from './export-leak.js'
 
 export interface SaveState {
   /** The base's history length as `docker history` counts it (resolve). */
@@ -36,11 +37,20 @@ export interface SaveState {
   content?: { from: 'export' | 'save'; reason: string }
 }
 
-/** Where pass 2 reads content: the export where it can supply it all (see export.ts). */
-function contentSource(entries: LayerEntry[], settings: Settings): NonNullable<SaveState['content']> {
-  if (settings.saveContent === 'save') {
-    return { from: 'save', reason: 'DFLATTEN_SAVE_CONTENT=save asks for a second docker save' }
-  }
+/** Whether pass 2 reads a second save whatever the layers hold: asked for, or export leaks here. */
+function secondSaveReason(settings: Settings, daemon: DaemonInfo): string | null {
+  if (settings.saveContent === 'save') return 'DFLATTEN_SAVE_CONTENT=save asks for a second docker save'
+  const leak = exportLeaks(daemon)
+  return leak ? `a second docker save: ${leak}` : null
+}
+
+/**
+ * Where pass 2 reads content: the export where it can supply it all (see export.ts) and leaves
+ * the daemon as it found it (see export-leak.ts).
+ */
+function contentSource(entries: LayerEntry[], settings: Settings, daemon: DaemonInfo): NonNullable<SaveState['content']> {
+  const second = secondSaveReason(settings, daemon)
+  if (second) return { from: 'save', reason: second }
   const can = exportCanSupply(entries)
   if (!can.ok) {
     return {
@@ -102,14 +112,15 @@ export const save: Method<SaveState> = {
   summary: "merge the layers of 'docker save' in user space (any daemon, no root; reads the image twice: docker save, then docker export)",
   largeHeap: true,
   available: async () => ({ ok: true, reason: 'it works with any daemon the docker CLI reaches' }),
-  cacheKey: (settings) => (settings.saveContent === 'save' ? 'save, content from a second save' : 'save'),
+  // A second save orders files differently: its result is another image, cached apart.
+  cacheKey: (settings, daemon) => (secondSaveReason(settings, daemon) ? 'save, content from a second save' : 'save'),
   // The configs come from the archive, in diff; docker history counts the base's entries.
   plan: async ({ base }) => ({ baseHistoryLength: base ? await historyLength(base.Id) : 0 }),
   // Nothing to mount: the work dir only holds the entries file (and, in pack, a container record).
   prepare: async (plan) => plan.method.state,
   async entries(m, ctx) {
     const found = await savedDifference(m, ctx.signal)
-    const content = contentSource(found.entries, ctx.settings)
+    const content = contentSource(found.entries, ctx.settings, m.daemon)
     return {
       entries: found.entries,
       image: found.image,
