@@ -526,3 +526,86 @@ export async function buildAll(opts: BuildOptions = {}): Promise<string[]> {
   return [base, await buildSimple(opts), await buildCorner(opts), await buildManyLayers(119, opts)]
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Repeated layers: the same diff id at two places of RootFS.Layers
+
+export const REPEATED = 'dft-repeated:1'
+export const REPEATED_BASE = 'dft-repeated-base:1'
+export const REPEATED_OVER = 'dft-repeated-over:1'
+export const REPEATED_BASE2 = 'dft-repeated-base2:1'
+export const REPEATED_ON = 'dft-repeated-on:1'
+
+/**
+ * Writes the same bytes with the same mtimes each time, so each run of it is the same layer.
+ * A run right after another changes nothing: the classic store still makes it a layer (the same
+ * diff id again), the containerd store leaves it out, so REMOVE comes between runs too.
+ */
+const SAME = 'RUN mkdir -p /rep && echo same > /rep/f && touch -d @1600000000 /rep/f /rep'
+const REMOVE = 'RUN rm /rep/f && touch -d @1600000000 /rep'
+
+const REPEATED_DOCKERFILE = `FROM ${BASE}\n${SAME}\n${SAME}\n${REMOVE}\n${SAME}\nRUN echo top > /top\n`
+const REPEATED_BASE_DOCKERFILE = `FROM ${BASE}\n${SAME}\n`
+const REPEATED_OVER_DOCKERFILE = `FROM ${REPEATED_BASE}\n${REMOVE}\n${SAME}\nRUN echo over > /over\n`
+const REPEATED_BASE2_DOCKERFILE = `FROM ${BASE}\n${SAME}\n${REMOVE}\n${SAME}\n`
+const REPEATED_ON_DOCKERFILE = `FROM ${REPEATED_BASE2}\n${REMOVE}\nRUN echo on > /on\n${SAME}\n`
+
+/**
+ * Images that hold one layer more than once. dft-repeated:1 above dft-base:1 only;
+ * dft-repeated-over:1 repeats a layer of its base dft-repeated-base:1 above it; dft-repeated-on:1
+ * sits on dft-repeated-base2:1, which itself holds a layer twice, and repeats two of its layers.
+ * Returns every name built, the bases first.
+ */
+export async function buildRepeated(opts: BuildOptions = {}): Promise<string[]> {
+  await buildBase()
+  const one = async (ref: string, dockerfile: string, parent: string): Promise<string> =>
+    ensure(ref, opts, async () => recipeHash('repeated', ref, dockerfile), parent, async (recipe, force) => {
+      await buildDockerfile(ref, withRecipe(dockerfile, recipe), force)
+    })
+  await one(REPEATED, REPEATED_DOCKERFILE, BASE)
+  await one(REPEATED_BASE, REPEATED_BASE_DOCKERFILE, BASE)
+  await one(REPEATED_OVER, REPEATED_OVER_DOCKERFILE, REPEATED_BASE)
+  await one(REPEATED_BASE2, REPEATED_BASE2_DOCKERFILE, BASE)
+  await one(REPEATED_ON, REPEATED_ON_DOCKERFILE, REPEATED_BASE2)
+  return [REPEATED, REPEATED_BASE, REPEATED_OVER, REPEATED_BASE2, REPEATED_ON]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardlink groups of every size
+
+export const HARDLINKS_BASE = 'dft-hardlinks-base:1'
+export const HARDLINKS = 'dft-hardlinks:1'
+
+const HARDLINKS_BASE_DOCKERFILE = `FROM ${BASE}
+RUN mkdir /hlb && cd /hlb && touch empty pair1 && ln pair1 pair2 && echo full > full && echo fullpair > fp1 && ln fp1 fp2 && \\
+    echo AAAA > same && touch -d @1600000000 same
+`
+
+const HARDLINKS_DOCKERFILE = `FROM ${HARDLINKS_BASE}
+# in one layer: an empty pair and triple, a pair with content, an empty pair renamed, a pair across dirs
+RUN mkdir -p /hl/d && cd /hl && \\
+    touch e && ln e e2 && \\
+    touch t1 && ln t1 t2 && ln t1 t3 && \\
+    echo x > n && ln n n2 && \\
+    touch r && ln r r2 && mv r r-moved && \\
+    touch d/e && ln d/e d-e-out
+# later: second names for the base's files, a third for the base's pairs, more names for files of
+# the layer below, renames, a deleted first name, a base file rewritten keeping size and mtime
+RUN ln /hlb/empty /hl/to-base-empty && ln /hlb/full /hl/to-base-full && \\
+    ln /hlb/pair1 /hlb/pair3 && ln /hlb/fp1 /hl/fp3 && \\
+    ln /hl/e /hl/e3 && ln /hl/n /hl/n3 && \\
+    mv /hl/t3 /hl/t3-moved && rm /hl/t2 && mv /hl/d /hl/d-moved && \\
+    touch /hl/late && ln /hl/late /hl/late2 && ln /hl/late /hl/late3 && rm /hl/late && \\
+    echo BBBB > /hlb/same && touch -d @1600000000 /hlb/same && ln /hlb/same /hl/same-link
+`
+
+/** dft-hardlinks:1 on dft-hardlinks-base:1: hardlink groups, empty or not, made in the base and above. */
+export async function buildHardlinks(opts: BuildOptions = {}): Promise<string> {
+  await buildBase()
+  await ensure(HARDLINKS_BASE, opts, async () => recipeHash('hardlinks-base', HARDLINKS_BASE_DOCKERFILE), BASE, async (recipe, force) => {
+    await buildDockerfile(HARDLINKS_BASE, withRecipe(HARDLINKS_BASE_DOCKERFILE, recipe), force)
+  })
+  return ensure(HARDLINKS, opts, async () => recipeHash('hardlinks', HARDLINKS_DOCKERFILE), HARDLINKS_BASE, async (recipe, force) => {
+    await buildDockerfile(HARDLINKS, withRecipe(HARDLINKS_DOCKERFILE, recipe), force)
+  })
+}

@@ -67,9 +67,14 @@ export async function copyDifference(views: CopyViews, layersAbove: string[], si
   // rewrite a base file keeping both (builds that pin mtimes do), so every regular file the
   // layers above the base wrote, and that rsync left alone, is copied again regardless.
   const under = (root: string, rel: Buffer): Buffer => Buffer.concat([Buffer.from(root + '/'), rel])
+  // Nor is a file in the upper dir always one rsync wrote: a new second name for a base file
+  // (-H) makes overlayfs copy the base's content up, which the quick check then keeps. So a
+  // file with more than one name there is copied again too, with every other name (all in the
+  // layers above: a file's names share one layer), so -H links them again.
   const again: Buffer[] = []
   for (const rel of await regularFiles(layersAbove)) {
-    if (await lstat(under(views.upper, rel)).then(() => true, () => false)) continue
+    const up = await lstat(under(views.upper, rel)).catch(() => null)
+    if (up && up.nlink < 2) continue
     const st = await lstat(under(views.sourceView, rel)).catch(() => null)
     if (st?.isFile()) again.push(rel)
   }

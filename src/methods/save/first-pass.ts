@@ -184,19 +184,37 @@ function headerOf(e: TarHeader): TarHeader {
   }
 }
 
-function resolveMember(index: SaveIndex, name: string): string {
-  let n = name.replace(/^\.\//, '')
-  for (let hops = 0; index.symlinks.has(n); hops++) {
-    if (hops > 16) throw new DflattenError('bad-data', `malformed archive from the daemon: a symlink loop at ${name}`)
-    const target = index.symlinks.get(n)!
-    n = target.startsWith('/') ? target.slice(1) : [...n.split('/').slice(0, -1), target].join('/')
-    n = cleanMemberName(Buffer.from(n, 'latin1')).toString('latin1')
+/**
+ * A member's name once the archive's own symlinks are followed. Docker 20.10's legacy save
+ * stores a layer that the image holds twice (the same diff id at two places: two RUN steps that
+ * wrote the same bytes with the same mtimes) once, and makes the second place's
+ * `<id2>/layer.tar` a relative symlink to the first copy, `../<id1>/layer.tar`. A target is
+ * resolved lexically from the symlink's own directory and must stay a member of the same archive:
+ * an absolute one, one that climbs above the archive's root, and a loop are refused.
+ */
+export function resolveMember(symlinks: Map<string, string>, name: string): string {
+  let n = cleanMemberName(Buffer.from(name, 'latin1')).toString('latin1')
+  const seen = new Set<string>()
+  while (symlinks.has(n)) {
+    if (seen.has(n)) throw new DflattenError('bad-data', `malformed archive from the daemon: a symlink loop at ${name}`)
+    seen.add(n)
+    const target = symlinks.get(n)!
+    const leaves = (): DflattenError =>
+      new DflattenError('bad-data', `malformed archive from the daemon: the symlink ${n} -> ${target} points outside the archive`)
+    if (target.startsWith('/')) throw leaves()
+    const parts = n.split('/').slice(0, -1)
+    for (const p of target.split('/')) {
+      if (p === '' || p === '.') continue
+      if (p !== '..') parts.push(p)
+      else if (parts.pop() === undefined) throw leaves()
+    }
+    n = parts.join('/')
   }
   return n
 }
 
 function json<T>(index: SaveIndex, name: string): T {
-  const data = index.files.get(resolveMember(index, name))
+  const data = index.files.get(resolveMember(index.symlinks, name))
   if (!data) throw new DflattenError('bad-data', `malformed archive from the daemon: ${name} is missing`)
   try {
     return JSON.parse(data.toString('utf8')) as T
@@ -219,12 +237,17 @@ function savedLayers(index: SaveIndex): { config: Buffer; layers: SavedLayer[]; 
     throw new DflattenError('bad-data', 'malformed archive from the daemon: manifest.json should describe exactly one image')
   }
   const [m] = manifests
-  const config = index.files.get(resolveMember(index, m.Config))
+  const config = index.files.get(resolveMember(index.symlinks, m.Config))
   if (!config) throw new DflattenError('bad-data', `malformed archive from the daemon: config ${m.Config} is missing`)
   const layers = m.Layers.map((l) => {
-    const saved = index.layers.get(resolveMember(index, l))
-    if (!saved) throw new DflattenError('bad-data', `malformed archive from the daemon: layer ${l} is missing`)
-    return saved
+    const member = resolveMember(index.symlinks, l)
+    const saved = index.layers.get(member)
+    if (saved) return saved
+    // A repeated layer's symlink must lead to another layer blob, not to a config or a dir.
+    const what = index.symlinks.has(cleanMemberName(Buffer.from(l, 'latin1')).toString('latin1'))
+      ? `is a symlink to ${member}, which is not a layer of the archive`
+      : 'is missing'
+    throw new DflattenError('bad-data', `malformed archive from the daemon: layer ${l} ${what}`)
   })
   const diffIds = json<{ rootfs?: { diff_ids?: unknown } }>(index, m.Config).rootfs?.diff_ids
   if (!Array.isArray(diffIds) || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string')) {

@@ -141,17 +141,28 @@ function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
   const meta: LayerEntry[] = []
   type Group = { source: { layer: SavedLayer; index: number }; members: Array<[Buffer, Merged]> }
   const groups = new Map<string, Group>()
+  const links: LayerEntry[] = []
+  // Empty files have no content to order by, so they stay in the walk order; but the names of
+  // one empty inode must still be one inode: the first carries it, the others link to it.
+  const firstEmpty = new Map<string, LayerEntry>()
   const walk = (n: Node, path: string): void => {
     const m = n.m
-    if (m && !m.whiteout && (m.header.type === '0' || m.content) && m.header.size > 0) {
-      const source = m.content ?? { layer: m.layer, index: m.index }
-      const key = `${source.layer.member}#${source.index}`
-      const g = groups.get(key) ?? { source, members: [] }
+    const file = m !== undefined && !m.whiteout && (m.header.type === '0' || m.content !== undefined)
+    // The entry whose content it is: its own, or the one a hardlink shares.
+    const source = m && (m.content ?? { layer: m.layer, index: m.index })
+    const key = source ? `${source.layer.member}#${source.index}` : ''
+    const firstName = file && m.header.size === 0 ? firstEmpty.get(key) : undefined
+    if (file && m.header.size > 0) {
+      const g = groups.get(key) ?? { source: source!, members: [] }
       g.members.push([Buffer.from(path, 'latin1'), m])
       groups.set(key, g)
+    } else if (firstName) {
+      const f = firstName
+      links.push({ path: Buffer.from(path, 'latin1'), kind: 'hardlink', linkname: f.path, mode: f.mode, uid: f.uid, gid: f.gid, mtime: f.mtime, size: 0 })
     } else if (m && !(m.whiteout && base && !base.has(path))) {
       const e = toEntry(m)
       if (e) meta.push(e)
+      if (e && file) firstEmpty.set(key, e)
     }
     if (n.opaque && (path === '' || m?.header.type === '5') && (!base || base.hasUnder(path))) {
       meta.push({ ...whiteoutEntry(Buffer.from(path, 'latin1')), kind: 'opaque' })
@@ -161,7 +172,6 @@ function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
   walk(root, '')
 
   const content: LayerEntry[] = []
-  const links: LayerEntry[] = []
   const ordered = [...groups.values()].sort(
     (a, b) => a.source.layer.position - b.source.layer.position || a.source.index - b.source.index,
   )
