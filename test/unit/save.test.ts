@@ -1,15 +1,15 @@
 // The save method's pieces without a daemon: the tar reader (round trip with our writer, and
 // hostile input), and the layer merge, checked against a model of how a daemon applies layers.
 import t from 'tap'
-import { readTar, cleanMemberName, TarParser, type TarHeader } from '../src/tar-read.js'
-import { FileDigest } from '../src/methods/export-content.js'
-import { layerStream } from '../src/archive.js'
-import { BaseContent, indexSave, mergeLayers, savedImage, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
+import { readTar, cleanMemberName, TarParser, type TarHeader } from '../../src/tar-read.js'
+import { FileDigest } from '../../src/methods/export-content.js'
+import { layerStream } from '../../src/archive.js'
+import { BaseContent, indexSave, mergeLayers, savedImage, type IndexedEntry, type SavedLayer } from '../../src/methods/save.js'
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import tar from 'tar-stream'
-import type { LayerEntry } from '../src/entry.js'
-import { apply, asModel, randomLayer, rng, show, type Fs } from './helpers/model.js'
+import type { LayerEntry } from '../../src/entry.js'
+import { apply, asModel, randomLayer, rng, show, type Fs } from '../helpers/model.js'
 
 async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = []

@@ -6,12 +6,12 @@
 import t from 'tap'
 import { execa } from 'execa'
 import { fileURLToPath } from 'node:url'
-import { buildCorner, buildSimple } from './helpers/images.js'
-import { inspect, removeImage } from './helpers/docker.js'
-import { compareFs, configOf, exportFs } from './helpers/export.js'
-import { dflatten, leftovers } from './helpers/cli.js'
+import { buildCorner, buildSimple } from '../helpers/images.js'
+import { inspect, removeImage } from '../helpers/docker.js'
+import { compareFs, configOf, exportFs } from '../helpers/export.js'
+import { dflatten, leftovers } from '../helpers/cli.js'
 
-const SCRIPT = fileURLToPath(new URL('../scripts/docker26.sh', import.meta.url))
+const SCRIPT = fileURLToPath(new URL('../../scripts/docker26.sh', import.meta.url))
 
 if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
   t.comment('DFLATTEN_SKIP_DOCKER26=1: Docker 26 daemons left out')

@@ -3,10 +3,10 @@
 // than the last file needed.
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { layerStream } from '../src/archive.js'
-import { ExportContent, exportCanSupply, hiddenInContainers } from '../src/methods/export-content.js'
-import { mergeLayers, type IndexedEntry, type SavedLayer } from '../src/methods/save.js'
-import type { LayerEntry } from '../src/entry.js'
+import { layerStream } from '../../src/archive.js'
+import { ExportContent, exportCanSupply, hiddenInContainers } from '../../src/methods/export-content.js'
+import { mergeLayers, type IndexedEntry, type SavedLayer } from '../../src/methods/save.js'
+import type { LayerEntry } from '../../src/entry.js'
 
 const digest = (s: string): string => createHash('sha256').update(s).digest('base64')
 

@@ -2,10 +2,10 @@
 // does not grow with it (content streams; only metadata is held).
 import t from 'tap'
 import { execa } from 'execa'
-import { buildLarge } from './helpers/images.js'
-import { inspect, removeImage } from './helpers/docker.js'
-import { compareFs, exportFs } from './helpers/export.js'
-import { BIN, leftovers } from './helpers/cli.js'
+import { buildLarge } from '../helpers/images.js'
+import { inspect, removeImage } from '../helpers/docker.js'
+import { compareFs, exportFs } from '../helpers/export.js'
+import { BIN, leftovers } from '../helpers/cli.js'
 
 const large = await buildLarge()
 const target = 'dft-result-large:1'

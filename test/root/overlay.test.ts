@@ -7,9 +7,9 @@ import { execa } from 'execa'
 import { link, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { directEntries } from '../src/methods/overlay.js'
-import type { LayerEntry } from '../src/entry.js'
-import { apply, asModel, randomLayer, rng, show, type Fs, type RawLayer } from './helpers/model.js'
+import { directEntries } from '../../src/methods/overlay.js'
+import type { LayerEntry } from '../../src/entry.js'
+import { apply, asModel, randomLayer, rng, show, type Fs, type RawLayer } from '../helpers/model.js'
 
 const CASES = 150
 

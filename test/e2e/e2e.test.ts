@@ -3,15 +3,15 @@
 // the same, the layers are the base's plus one, a second run comes from the cache, and the run
 // leaves no mount or work dir behind and Docker's own layer dirs exactly as they were.
 import t, { type Test } from 'tap'
-import { buildBase, buildCorner, buildHidden, buildManyLayers, buildSimple, HIDDEN_FILES } from './helpers/images.js'
-import { compareFs, configOf, exportFs } from './helpers/export.js'
-import { docker, imageExists, inspect, removeImage } from './helpers/docker.js'
-import { BIN, chain, dflatten, leftovers } from './helpers/cli.js'
+import { buildBase, buildCorner, buildHidden, buildManyLayers, buildSimple, HIDDEN_FILES } from '../helpers/images.js'
+import { compareFs, configOf, exportFs } from '../helpers/export.js'
+import { docker, imageExists, inspect, removeImage } from '../helpers/docker.js'
+import { BIN, chain, dflatten, leftovers } from '../helpers/cli.js'
 import { execa } from 'execa'
 import { lstat, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fingerprint, layerDirs } from './helpers/storage.js'
+import { fingerprint, layerDirs } from '../helpers/storage.js'
 
 const base = await buildBase()
 // 119 RUN steps over the one-layer base: 120 layers, close to Docker's limit of 125.

@@ -8,10 +8,10 @@ import { link, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { inspect } from './helpers/docker.js'
-import { BASE, BASE_MTIME, CORNER, CORNER_PATHS as P, MANY, SIMPLE, XATTRS_ADDED, buildBase, buildCorner, buildManyLayers, buildSimple } from './helpers/images.js'
-import { compareFs, configOf, exportFs, key, readTar } from './helpers/export.js'
-import type { FsEntry, FsMap } from './helpers/export.js'
+import { inspect } from '../helpers/docker.js'
+import { BASE, BASE_MTIME, CORNER, CORNER_PATHS as P, MANY, SIMPLE, XATTRS_ADDED, buildBase, buildCorner, buildManyLayers, buildSimple } from '../helpers/images.js'
+import { compareFs, configOf, exportFs, key, readTar } from '../helpers/export.js'
+import type { FsEntry, FsMap } from '../helpers/export.js'
 
 const sha = (s: string | Buffer): string => createHash('sha256').update(s).digest('hex')
 

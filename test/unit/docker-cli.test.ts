@@ -12,7 +12,7 @@ const fake = join(dir, 'docker')
 await writeFile(fake, '#!/bin/sh\nhead -c 102400 /dev/zero\n')
 await chmod(fake, 0o755)
 process.env.DFLATTEN_DOCKER = fake
-const { dockerSave } = await import('../src/docker.js')
+const { dockerSave } = await import('../../src/docker.js')
 
 t.test('docker save output waits for a reader that starts late', async (t) => {
   const { child, stdout } = dockerSave('any')

@@ -6,10 +6,10 @@ import { execa } from 'execa'
 import { mkdtemp, mkdir, writeFile, symlink, link, lstat, readFile, readdir, rm, readlink, utimes } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { upperDirEntries } from '../src/methods/overlay-copy.js'
-import { imageArchive, layerSize, layerStream, encodeHeader } from '../src/archive.js'
-import { readTreeXattrs, readXattrsOf, withXattrs } from '../src/xattrs.js'
-import { readEntries, writeEntries, type LayerEntry } from '../src/entry.js'
+import { upperDirEntries } from '../../src/methods/overlay-copy.js'
+import { imageArchive, layerSize, layerStream, encodeHeader } from '../../src/archive.js'
+import { readTreeXattrs, readXattrsOf, withXattrs } from '../../src/xattrs.js'
+import { readEntries, writeEntries, type LayerEntry } from '../../src/entry.js'
 
 const LONG_COMPONENT = 'c'.repeat(220)
 const DEEP = join('deep', 'a'.repeat(90), 'b'.repeat(90), 'c'.repeat(90), 'leaf-with-a-long-name.txt')
