@@ -15,9 +15,12 @@ function file(path: string, content: string): LayerEntry & { content: string } {
 }
 
 /** A tar as an export streams it: entries in walk order, files with their content. */
-async function bytes(entries: LayerEntry[], content?: (e: LayerEntry) => Iterable<Buffer>): Promise<Buffer> {
+async function bytes(entries: Array<LayerEntry & { content?: string }>): Promise<Buffer> {
+  async function* content(e: LayerEntry & { content?: string }): AsyncGenerator<Buffer> {
+    yield Buffer.from(e.content ?? '')
+  }
   const out: Buffer[] = []
-  for await (const c of layerStream(entries, content ?? ((e) => [Buffer.from((e as LayerEntry & { content: string }).content)]))) out.push(c)
+  for await (const c of layerStream(entries, content)) out.push(c as Buffer)
   return Buffer.concat(out)
 }
 
