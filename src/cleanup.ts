@@ -5,6 +5,7 @@
  * removed. A stage command that hands its workspace to the next stage lets go of it first.
  */
 import { destroyWorkspace } from './workspace.js'
+import { allMethods } from './methods/index.js'
 
 const live = new Set<string>()
 const running = new Set<Promise<unknown>>()
@@ -17,7 +18,12 @@ export function release(dir: string): void {
   live.delete(dir)
 }
 
+/**
+ * Remove a workspace: what each method recorded in it (containers, ...), then its mounts and the
+ * dir. Every method is asked, as the dir of a killed run does not say which one made it.
+ */
 export async function destroy(dir: string): Promise<void> {
+  for (const m of allMethods()) await m.cleanup?.(dir)
   await destroyWorkspace(dir)
   live.delete(dir)
 }

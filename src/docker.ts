@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs'
 import { access, readFile } from 'node:fs/promises'
 import { createGunzip } from 'node:zlib'
 import { createInterface } from 'node:readline'
-import { PassThrough, type Readable } from 'node:stream'
+import { PassThrough, type Readable, type Writable } from 'node:stream'
 import { execa, ExecaError, type ResultPromise } from 'execa'
 import { DflattenError, isDflattenError } from './errors.js'
 
@@ -34,20 +34,31 @@ export interface DaemonInfo {
   remote: boolean
 }
 
-const DOCKER = process.env.DFLATTEN_DOCKER ?? 'docker'
+let DOCKER = 'docker'
+
+/**
+ * Which docker CLI every later call runs (Settings.docker); the library's entry sets it, the
+ * command line maps DFLATTEN_DOCKER onto it.
+ */
+export function useDockerCommand(cmd: string): void {
+  DOCKER = cmd
+}
 
 function oneLine(s: string): string {
   return s.replace(/\s+/g, ' ').trim()
 }
 
 /** Run the docker CLI; turn its failures into one-line errors that say what was attempted. */
-export async function docker(args: string[], opts: { input?: string; signal?: AbortSignal } = {}): Promise<string> {
+export async function docker(
+  args: string[],
+  opts: { input?: string; signal?: AbortSignal; maxBuffer?: number } = {},
+): Promise<string> {
   try {
     const r = await execa(DOCKER, args, {
       input: opts.input,
       cancelSignal: opts.signal,
       stripFinalNewline: true,
-      maxBuffer: 256 * 1024 * 1024,
+      maxBuffer: opts.maxBuffer ?? 256 * 1024 * 1024,
     })
     return r.stdout
   } catch (e) {
@@ -55,19 +66,37 @@ export async function docker(args: string[], opts: { input?: string; signal?: Ab
   }
 }
 
+/**
+ * What docker's stderr says, in docker's own wording: it is matched here and nowhere else, and
+ * turned into codes that callers branch on.
+ */
+const DOCKER_SAYS = {
+  daemonDown: /Cannot connect to the Docker daemon|Is the docker daemon running|connect: no such file/i,
+  denied: /permission denied.*docker/i,
+  noSuchImage: /No such image:\s*(\S+?):?\s*$/im,
+  noSuchContainer: /No such container/i,
+}
+
+function stderrOf(e: unknown): string {
+  return String((e as { stderr?: unknown }).stderr ?? '')
+}
+
+/** A failed docker command as one line in docker's words, with a code (see DOCKER_SAYS). */
 function dockerError(args: string[], e: unknown): Error {
   if (e instanceof ExecaError) {
     if (e.isCanceled) return e
     if ((e as { code?: string }).code === 'ENOENT') {
       return new DflattenError('tool-missing', 'the docker CLI is not installed (or not on PATH)')
     }
-    const stderr = oneLine(String(e.stderr ?? ''))
-    if (/Cannot connect to the Docker daemon|Is the docker daemon running|connect: no such file/i.test(stderr)) {
+    const stderr = oneLine(stderrOf(e))
+    if (DOCKER_SAYS.daemonDown.test(stderr)) {
       return new DflattenError('daemon-down', `the Docker daemon is not reachable: ${stderr}`)
     }
-    if (/permission denied.*docker/i.test(stderr)) {
+    if (DOCKER_SAYS.denied.test(stderr)) {
       return new DflattenError('daemon-down', `not allowed to talk to the Docker daemon: ${stderr}`)
     }
+    const missing = DOCKER_SAYS.noSuchImage.exec(stderrOf(e))
+    if (missing) return new DflattenError('image-not-found', `image not found: ${missing[1]}`)
     return new DflattenError('tool-failed', `docker ${args[0]} failed: ${stderr || e.shortMessage}`)
   }
   return e as Error
@@ -85,6 +114,8 @@ export async function daemonInfo(): Promise<DaemonInfo> {
   if (info.ServerErrors?.length) {
     throw new DflattenError('daemon-down', `the Docker daemon is not reachable: ${oneLine(info.ServerErrors.join('; '))}`)
   }
+  // DOCKER_HOST is docker's own setting, which the CLI we run reads too: where it points is where
+  // `docker info` just looked.
   const host = process.env.DOCKER_HOST ?? ''
   return {
     driver: info.Driver,
@@ -98,16 +129,8 @@ export async function daemonInfo(): Promise<DaemonInfo> {
 /** Inspect images; a missing one is reported by name. */
 export async function inspectImages(refs: string[]): Promise<ImageInspect[]> {
   if (refs.length === 0) return []
-  try {
-    const out = await execa(DOCKER, ['image', 'inspect', ...refs], { maxBuffer: 1024 * 1024 * 1024 })
-    return JSON.parse(out.stdout) as ImageInspect[]
-  } catch (e) {
-    if (e instanceof ExecaError) {
-      const m = /No such image:\s*(\S+?):?\s*$/im.exec(String(e.stderr))
-      if (m) throw new DflattenError('image-not-found', `image not found: ${m[1]}`)
-    }
-    throw dockerError(['image', 'inspect'], e)
-  }
+  const out = await docker(['image', 'inspect', ...refs], { maxBuffer: 1024 * 1024 * 1024 })
+  return JSON.parse(out) as ImageInspect[]
 }
 
 export async function inspectImage(ref: string): Promise<ImageInspect> {
@@ -233,17 +256,22 @@ export function parseLoadOutput(out: string): LoadOutput {
 }
 
 /**
- * A docker command whose stdout is streamed, as a running child and that output. The output goes
- * through a stream of our own from the start: when a child exits, Node resumes (so throws away)
- * whatever of its stdout nobody is reading yet, and the save method's second pass starts reading
- * only when pack reaches the first file, by which time a small image's whole tail can sit in the
- * pipe.
+ * A docker command whose stdout is streamed, as a running child and that output. The output is
+ * execa's readable() of the child, taken at once: when a child exits, Node resumes (so throws
+ * away) whatever of its stdout nobody is reading yet, and the save method's second pass starts
+ * reading only when pack reaches the first file. That readable ends only once docker exited 0 and
+ * errors if it failed, so a reader never takes a failed command's short output for the whole;
+ * the PassThrough after it puts that failure in docker's words and holds a MB for a slow reader.
  */
 function streamed(args: string[], signal?: AbortSignal): Streamed {
-  const child = execa(DOCKER, args, { stdout: 'pipe', buffer: { stdout: false, stderr: true }, cancelSignal: signal })
-  const stdout = child.stdout.pipe(new PassThrough({ highWaterMark: 1024 * 1024 }))
-  child.stdout.on('error', (e) => stdout.destroy(e))
-  return { child, stdout, args }
+  const child = execa(DOCKER, args, { buffer: { stdout: false, stderr: true }, cancelSignal: signal })
+  const output = child.readable()
+  const stdout = new PassThrough({ highWaterMark: 1024 * 1024 })
+  output.once('error', (e) => stdout.destroy(dockerError(args, e)))
+  // A reader that stopped early and killed the command need not hear of the kill; one that is
+  // still reading gets the error through its own listener.
+  stdout.on('error', () => {})
+  return { child, stdout: output.pipe(stdout), args }
 }
 
 /** A docker command whose output is read as it comes (see streamed). */
@@ -255,8 +283,8 @@ export interface Streamed {
 
 /**
  * Why reading a streamed command's output failed: the command's own failure, in docker's words,
- * if it exits with one within a moment; else `e`. A failing command cuts its output short, and
- * the reader's complaint about that (a truncated tar) would hide the cause.
+ * if it exits with one within a moment; else `e`. The output itself already ends in that failure
+ * (see streamed); this is for a reader that gave up on what it got before the command ended.
  */
 export async function explainFailure(s: Streamed, e: unknown): Promise<unknown> {
   let timer: NodeJS.Timeout | undefined
@@ -315,7 +343,7 @@ export async function removeContainer(id: string, address: DaemonAddress = daemo
     // Unset variables stay unset: Node leaves out environment entries whose value is undefined.
     await execa(DOCKER, ['rm', '--force', '--volumes', id], { env: { ...address }, stripFinalNewline: true })
   } catch (e) {
-    if (/No such container/i.test(String((e as { stderr?: string }).stderr ?? ''))) return
+    if (DOCKER_SAYS.noSuchContainer.test(stderrOf(e))) return
     throw dockerError(['rm'], e)
   }
 }
@@ -333,9 +361,48 @@ export async function lastHistoryComment(ref: string): Promise<string> {
   return first ? (JSON.parse(first) as string) : ''
 }
 
-/** A `docker load` child reading an archive on stdin. */
+/**
+ * A `docker load` child reading an archive on stdin. Stopped with SIGKILL: the docker CLI may sit
+ * out a SIGTERM while it streams; SIGKILL only ends the client, and the daemon then drops the
+ * half-sent archive without tagging anything.
+ */
 export function dockerLoad(signal?: AbortSignal) {
-  return execa(DOCKER, ['load'], { stdin: 'pipe', cancelSignal: signal, stripFinalNewline: true })
+  return execa(DOCKER, ['load'], { stdin: 'pipe', cancelSignal: signal, killSignal: 'SIGKILL', stripFinalNewline: true })
+}
+
+/** A running `docker load` (see dockerLoadInput). */
+export interface LoadInput {
+  /**
+   * execa's writable() of its stdin: it finishes only once docker load exited 0, and when docker
+   * load fails, early or late, it closes only once the child is gone.
+   */
+  stdin: Writable
+  /** What docker load said it loaded; a failure in docker's words. */
+  loaded: Promise<LoadOutput>
+  /** Stop it (SIGKILL, see dockerLoad), unless it ended, and wait until it is gone. */
+  kill(): Promise<void>
+}
+
+/** Start `docker load`, to be fed an archive through `stdin`. */
+export function dockerLoadInput(signal?: AbortSignal): LoadInput {
+  const child = dockerLoad(signal)
+  const stdin = child.writable()
+  stdin.on('error', () => {}) // the child's failure (or an EPIPE from it), which `loaded` says better
+  const loaded = child.then(
+    (r) => parseLoadOutput(String(r.stdout)),
+    (e: unknown) => {
+      throw dockerError(['load'], e)
+    },
+  )
+  loaded.catch(() => {}) // awaited by whoever feeds it; until then a failure must not go unhandled
+  return {
+    stdin,
+    loaded,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill()
+      await child.catch(() => undefined)
+    },
+  }
 }
 
 export { dockerError }

@@ -7,6 +7,8 @@
 export const ERROR_CODES = [
   /** The command line or the library call asked for something malformed or contradictory. */
   'usage',
+  /** What was typed is not an image reference (name[:tag], name@digest, id, docker://...). */
+  'bad-reference',
   /** An image reference names no image. */
   'image-not-found',
   /** `--base` is not an ancestor of the image (or is the image itself). */
@@ -17,6 +19,8 @@ export const ERROR_CODES = [
   'unsupported-image',
   /** The Docker daemon cannot be reached, or refuses us. */
   'daemon-down',
+  /** A registry refused, answered with an error, or could not be reached. */
+  'registry',
   /** A method cannot work with this daemon, store or user (it says which does). */
   'refused-driver',
   /** A program dflatten needs is not installed (docker, rsync, getfattr). */

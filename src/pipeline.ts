@@ -14,13 +14,14 @@ import { mountStage } from './stages/mount.js'
 import { diffStage } from './stages/diff.js'
 import { packStage, type PackResult } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
-import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect } from './docker.js'
-import { cleanupAll } from './cleanup.js'
-import { abandonedWorkspaces, destroyWorkspace } from './workspace.js'
+import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
+import { cleanupAll, destroy } from './cleanup.js'
+import { abandonedWorkspaces } from './workspace.js'
 import { DflattenError, Interrupted } from './errors.js'
 import type { Diffed, DiffSummary, Plan } from './plan.js'
 import through2 from 'through2'
 
+/** `settings` (from ResolveOptions) reach every stage: work root, rsync, save content source. */
 export interface FlattenOptions extends ResolveOptions {
   /** Abort the run: child processes are stopped, mounts and temp dirs removed. */
   signal?: AbortSignal
@@ -125,10 +126,11 @@ async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome'])
 export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
   const log = opts.log ?? (() => {})
   const started = performance.now()
+  useDockerCommand(opts.settings?.docker ?? 'docker')
   try {
     // What an interrupted earlier run (kill -9, power loss) left behind goes first.
-    for (const dir of await abandonedWorkspaces()) {
-      await destroyWorkspace(dir)
+    for (const dir of await abandonedWorkspaces(opts.settings)) {
+      await destroy(dir)
       log(`removed ${dir}, left behind by an interrupted run`)
     }
     const plan = await resolve(opts)
@@ -136,7 +138,7 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
     const timings = { resolve: (performance.now() - started) / 1000 }
     opts.signal?.throwIfAborted()
     const above = plan.source.layers.length - plan.base.layers.length
-    if (opts.verbose) log(`method ${plan.method}: ${plan.methodReason}`)
+    if (opts.verbose) log(`method ${plan.method.name}: ${plan.method.reason}`)
     log(
       `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
         (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
@@ -168,7 +170,7 @@ async function run(
 ): Promise<FlattenResult> {
   let diff: DiffSummary | undefined
   let packed: PackResult | undefined
-  const ctx = { signal: opts.signal }
+  const ctx = { signal: opts.signal, settings: opts.settings }
   let last = performance.now()
   // Marks the end of the stage before it, passing its document on untouched.
   const lap = (stage: string) =>
@@ -179,9 +181,9 @@ async function run(
       cb(null, doc)
     })
   const peek = through2.obj((doc: Diffed, _enc, cb) => {
-    diff = doc.diff
-    log(`difference: ${doc.diff.changed} entries added or changed, ${doc.diff.deleted} deleted, ${doc.diff.bytes} bytes`)
-    if (opts.verbose && doc.saveContent) log(`content from ${doc.saveContent.reason}`)
+    diff = doc.diff ?? undefined
+    if (doc.diff) log(`difference: ${doc.diff.changed} entries added or changed, ${doc.diff.deleted} deleted, ${doc.diff.bytes} bytes`)
+    if (opts.verbose && doc.method.detail) log(doc.method.detail)
     cb(null, doc)
   })
   let total = 0
@@ -199,7 +201,7 @@ async function run(
     diffStage(ctx),
     lap('diff'),
     peek,
-    packStage({ onDone: (r) => (packed = r), onSize: (n) => (total = n), signal: opts.signal }),
+    packStage({ onDone: (r) => (packed = r), onSize: (n) => (total = n), signal: opts.signal, settings: opts.settings }),
     progress,
     opts.output ?? (loadStage({ signal: opts.signal }) as Writable),
   ]

@@ -2,24 +2,30 @@
  * The documents the stages hand each other. In one process they flow through object-mode
  * streams; between stage commands (`dflatten resolve | dflatten mount | ...`) they travel as one
  * JSON document each, versioned, so a stage fed the wrong thing can say what it wanted.
+ *
+ * The facts every method shares are fields of their own; what only one method needs travels in
+ * `method.state`, typed by that method (see src/methods/method.ts).
  */
-import type { LayerDescriptor } from './archive.js'
 import type { DaemonInfo } from './docker.js'
 import type { Workspace } from './workspace.js'
+import type { LayerDescriptor } from './image-archive.js'
 import { DflattenError } from './errors.js'
 
-export const DOC_VERSION = 1
+export const DOC_VERSION = 2
 
-/**
- * overlay: read the difference from read-only views, content once (needs root, a local
- *   overlay2 daemon).
- * overlay-copy: the seed's way, rsync into a writable stack (the cross-check; same needs).
- * save: merge the layers of `docker save` in user space (any daemon, no root).
- * auto (what the user may ask for): overlay where it can work, else save.
- */
-export const METHODS = ['overlay', 'overlay-copy', 'save'] as const
-export type Method = (typeof METHODS)[number]
-export type MethodChoice = Method | 'auto'
+/** A method's name (see `methodNames()` in src/methods); `auto` lets resolve pick. */
+export type MethodName = string
+export type MethodChoice = MethodName | 'auto'
+
+/** The parts of the result every method must provide, exactly as the daemon holds them. */
+export interface ImageParts {
+  /** The original's config, parsed from its exact bytes. */
+  config: Record<string, unknown>
+  /** The base config's history entries. */
+  baseHistory: unknown[]
+  /** The base's layers as the daemon stores them, for the archive's manifest. */
+  baseDescriptors: LayerDescriptor[]
+}
 
 export interface ImageSide {
   /** As the user named it (or the tag dflatten picked), null for `scratch`. */
@@ -29,32 +35,29 @@ export interface ImageSide {
   layers: string[]
 }
 
-export interface Plan {
+/** Which method, why (for --verbose), and its own state. */
+export interface MethodDoc<S = unknown> {
+  name: MethodName
+  reason: string
+  state: S
+  /** How the content will be read, when diff found that it depends on the image (for --verbose). */
+  detail?: string
+}
+
+export interface Plan<S = unknown> {
   dflatten: 'plan'
   version: typeof DOC_VERSION
-  method: Method
+  method: MethodDoc<S>
   daemon: DaemonInfo
   /** platform: os/architecture[/variant], as a container of the image must be created. */
   source: ImageSide & { ref: string; id: string; created: string; size: number; platform?: string }
-  /**
-   * history: the base config's history entries (for save, filled in by diff from the
-   * original's config: its first `historyLength` entries).
-   */
-  base: ImageSide & { history: unknown[]; historyLength: number }
-  /** Every layer's diff dir on the host, base first, one per `source.layers`. */
-  layerDirs: string[]
-  /** The base's layers as the daemon stores them, for the archive's manifest. */
-  baseDescriptors: LayerDescriptor[]
-  /** The original's config, parsed from the exact bytes the daemon holds (save: filled by diff). */
-  config: Record<string, unknown>
-  /** Why this method: for --verbose. */
-  methodReason: string
+  base: ImageSide
   target: string
   /** Written into the new history entry; finds this flatten again (the cache). */
   marker: string
 }
 
-export interface Mounted extends Omit<Plan, 'dflatten'> {
+export interface Mounted<S = unknown> extends Omit<Plan<S>, 'dflatten'> {
   dflatten: 'mounted'
   workspace: Workspace
 }
@@ -62,21 +65,16 @@ export interface Mounted extends Omit<Plan, 'dflatten'> {
 export type { EntryCounts as DiffSummary } from './entry.js'
 import type { EntryCounts } from './entry.js'
 
-export interface Diffed extends Omit<Mounted, 'dflatten'> {
+export interface Diffed<S = unknown> extends Omit<Mounted<S>, 'dflatten'> {
   dflatten: 'diffed'
-  /** Entries added or changed, paths deleted, content bytes. */
-  diff: EntryCounts
-  /** The layer's entries, one JSON object a line, in layer order. */
-  entries: string
-  /** The exact byte size of the layer tar those entries make. */
-  layerSize: number
-  /** save method: the layer blobs pack reads content from, member name -> diff id. */
-  saveMembers?: Record<string, string>
-  /**
-   * save method: where pack reads the files' content: `docker export` of a container of the
-   * image, or a second `docker save` when the export cannot supply it all; and why.
-   */
-  saveContent?: { from: 'export' | 'save'; reason: string }
+  /** The original's config, the base's history and layer descriptors, as the daemon holds them. */
+  image: ImageParts
+  /** Entries added or changed, paths deleted, content bytes; null until streamed (one pass). */
+  diff: EntryCounts | null
+  /** The layer's entries file, one JSON object a line, in layer order; null for a one-pass method. */
+  entries: string | null
+  /** The exact byte size of the layer tar those entries make; null when unknown before streaming. */
+  layerSize: number | null
 }
 
 export type StageDoc = Plan | Mounted | Diffed

@@ -49,7 +49,7 @@ export function isImageId(ref: string): boolean {
 /** A target name must be a reference with a tag (or gets `latest`), never a digest. */
 export function normaliseTarget(ref: string): string {
   const p = parseRef(ref)
-  if (!p || p.digest) throw new DflattenError('usage', `not a valid image name for the result: ${ref}`)
+  if (!p || p.digest) throw new DflattenError('bad-reference', `not a valid image name for the result: ${ref}`)
   return `${p.repo}:${p.tag ?? 'latest'}`
 }
 

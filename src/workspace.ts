@@ -1,20 +1,17 @@
 /**
  * The private temp dir a flatten works in, and the overlay mounts inside it.
  *
- * Layout of `$TMPDIR/dflatten-XXXXXX/`:
+ * Layout of `<work root>/dflatten-XXXXXX/`:
  *   owner      who made it (pid and process start time), so `cleanup` can tell a live run
  *              from one that died
+ *   entries    the layer's entries, from diff to pack
+ * and what a method makes in it (see src/methods), for example:
  *   l/N        short symlinks to the layer diff dirs, so a 120-layer lowerdir fits in the
  *              one page the kernel allows for mount options
  *   empty/     an empty bottom layer: overlayfs wants a lowerdir even for `scratch`
- *   source/    read-only overlay of every layer of the image (what the image looks like)
- *   base/      read-only overlay of the base's layers (default method)
- *   upper/ work/ stack/   the writable stack: the base's layers under an empty upper dir;
- *              what is copied into stack/ lands in upper/ as exactly the difference
- *              (overlay-copy method)
- *   entries    the layer's entries, from diff to pack
- *   container  a container made to read the image's files through `docker export` (save
- *              method), and which daemon holds it: it goes with the workspace
+ *   source/ base/ stack/ upper/ work/   overlay mount points and a writable stack's dirs
+ *   container  a container made to read the image's files through `docker export`, and which
+ *              daemon holds it: recorded before it is created, removed by the method's cleanup
  *
  * Removal always unmounts first and then refuses to delete anything while a mount remains
  * under the dir, so a failed unmount can never turn into deleting through a mount.
@@ -26,6 +23,7 @@ import { randomBytes } from 'node:crypto'
 import { execa } from 'execa'
 import { DflattenError } from './errors.js'
 import { daemonAddress, removeContainer, type DaemonAddress } from './docker.js'
+import type { Settings } from './settings.js'
 
 export const WORKSPACE_PREFIX = 'dflatten-'
 /** mkdtemp's six random characters: nothing else under the work root is taken for ours. */
@@ -33,11 +31,6 @@ const WORKSPACE_NAME = /^dflatten-[A-Za-z0-9]{6}$/
 
 export interface Workspace {
   dir: string
-  sourceView: string
-  baseView: string
-  stack: string
-  upper: string
-  work: string
 }
 
 export interface Owner {
@@ -47,11 +40,11 @@ export interface Owner {
 }
 
 /**
- * Where work dirs go: `$DFLATTEN_TMPDIR`, else `$TMPDIR`, else /tmp. The writable stack's upper
- * dir lives here and holds the whole difference, so it needs that much free space.
+ * Where work dirs go: `settings.workRoot`, else os.tmpdir(). The writable stack's upper dir
+ * lives here and holds the whole difference, so it needs that much free space.
  */
-export function workRoot(): string {
-  return process.env.DFLATTEN_TMPDIR || tmpdir()
+export function workRoot(settings: Settings = {}): string {
+  return settings.workRoot || tmpdir()
 }
 
 async function processStartTime(pid: number): Promise<string | null> {
@@ -65,24 +58,24 @@ async function processStartTime(pid: number): Promise<string | null> {
 }
 
 /** `onCreated` hears of the dir before anything can fail or be interrupted, so it is never lost. */
-export async function createWorkspace(onCreated: (dir: string) => void, owner: number = process.pid): Promise<Workspace> {
-  const root = workRoot()
+export async function createWorkspace(
+  onCreated: (dir: string) => void,
+  settings: Settings = {},
+  owner: number = process.pid,
+): Promise<Workspace> {
+  const root = workRoot(settings)
   await mkdir(root, { recursive: true })
   const dir = await mkdtemp(join(root, WORKSPACE_PREFIX))
   onCreated(dir)
   await writeOwner(dir, owner)
-  const ws: Workspace = {
-    dir,
-    sourceView: join(dir, 'source'),
-    baseView: join(dir, 'base'),
-    stack: join(dir, 'stack'),
-    upper: join(dir, 'upper'),
-    work: join(dir, 'work'),
-  }
-  for (const d of ['l', 'empty', 'source', 'base', 'stack', 'upper', 'work']) {
-    await mkdir(join(dir, d), { mode: 0o700 })
-  }
-  return ws
+  return { dir }
+}
+
+/** A private dir of the workspace (a mount point, say), made if need be. */
+export async function workspaceDir(ws: Workspace, name: string): Promise<string> {
+  const path = join(ws.dir, name)
+  await mkdir(path, { recursive: true, mode: 0o700 })
+  return path
 }
 
 /** Record `pid` as the process responsible for the workspace (stages hand it on). */
@@ -129,6 +122,8 @@ export async function mountOverlay(
   lowers: string[],
   writable?: { upper: string; work: string },
 ): Promise<void> {
+  await workspaceDir(ws, 'l')
+  await workspaceDir(ws, 'empty')
   const names: string[] = []
   for (const dir of lowers) {
     const name = `l/${(linkCounter++).toString(36)}`
@@ -215,9 +210,14 @@ export async function removeWorkspaceContainer(dir: string): Promise<void> {
   await rm(join(dir, 'container'), { force: true })
 }
 
-/** Remove the workspace's container, unmount everything under it, then delete it. Safe to call more than once. */
+/**
+ * Unmount everything under the workspace, then delete it. What a method recorded in it goes
+ * first (its `cleanup`, see src/cleanup.ts); a container still recorded stops the removal, so
+ * its record is never lost. Safe to call more than once.
+ */
 export async function destroyWorkspace(dir: string): Promise<void> {
-  await removeWorkspaceContainer(dir)
+  const container = await workspaceContainer(dir)
+  if (container) throw new DflattenError('host', `${dir} still holds the temporary container ${container}; not removing it`)
   for (const point of await mountsUnder(dir)) await unmount(point)
   const left = await mountsUnder(dir)
   if (left.length) {
@@ -233,8 +233,8 @@ const OWNERLESS_GRACE_MS = 60_000
  * Workspaces under the work root whose owner is gone: its process died (the pid is gone or was
  * reused, which the start time tells), or it never wrote an owner file and is over a minute old.
  */
-export async function abandonedWorkspaces(): Promise<string[]> {
-  const root = workRoot()
+export async function abandonedWorkspaces(settings: Settings = {}): Promise<string[]> {
+  const root = workRoot(settings)
   let names: string[]
   try {
     names = await readdir(root)

@@ -3,7 +3,7 @@
  * once the whole archive has loaded, so a failed or interrupted load leaves no tag behind.
  */
 import { Writable } from 'node:stream'
-import { dockerError, dockerLoad, parseLoadOutput, tagImage, type LoadOutput } from '../docker.js'
+import { dockerLoadInput, tagImage, type LoadInput, type LoadOutput } from '../docker.js'
 import { DflattenError } from '../errors.js'
 
 export interface LoadOptions {
@@ -13,65 +13,48 @@ export interface LoadOptions {
   onDone?: (result: LoadOutput) => void
 }
 
-type Outcome = { ok: true; stdout: string } | { ok: false; error: unknown }
-
 /**
- * A writable that is `docker load`'s stdin; it finishes when docker load has succeeded.
- * docker load starts with the first byte, so a run stopped before pack never starts it.
+ * A writable that is `docker load`'s stdin; it finishes when docker load has succeeded and the
+ * tags are on.
+ *
+ * It wraps execa's writable of the child (see dockerLoadInput) rather than being it, for what
+ * that one does not do: docker load starts with the first byte, so a run stopped before pack
+ * never starts it; a destroy kills docker load instead of ending its input, which could pass
+ * for a whole archive; and a write waiting for room when docker load dies fails with docker's
+ * words, where execa's would wait for a drain that never comes.
  */
 export function loadStage(opts: LoadOptions = {}): Writable {
-  let child: ReturnType<typeof dockerLoad> | null = null
-  let result: Promise<Outcome> = Promise.resolve({ ok: true, stdout: '' })
-
-  const start = (): NonNullable<typeof child> => {
-    if (child) return child
-    child = dockerLoad(opts.signal)
-    // Errors surface through write, final or destroy; an unhandled rejection must not crash us.
-    result = child.then(
-      (r) => ({ ok: true as const, stdout: String(r.stdout) }),
-      (e: unknown) => ({ ok: false as const, error: e }),
+  let load: LoadInput | null = null
+  const input = (): LoadInput => (load ??= dockerLoadInput(opts.signal))
+  const failure = (l: LoadInput): Promise<Error> =>
+    l.loaded.then(
+      () => new DflattenError('tool-failed', 'docker load stopped reading its input'),
+      (e: Error) => e,
     )
-    child.stdin!.on('error', () => {}) // EPIPE when docker load dies early: its exit status says why
-    return child
-  }
-  const failed = async (): Promise<Error> => {
-    const r = await result
-    return r.ok ? new DflattenError('tool-failed', 'docker load stopped reading its input') : dockerError(['load'], r.error)
-  }
 
   return new Writable({
     highWaterMark: 1024 * 1024,
     write(chunk: Buffer, _enc, cb) {
-      const stdin = start().stdin!
-      if (stdin.destroyed) {
-        failed().then(cb, cb)
-        return
-      }
-      if (stdin.write(chunk)) return cb()
-      // Wait for room, unless docker load exits first: then it will never drain.
-      let settled = false
-      const onDrain = (): void => {
-        if (settled) return
-        settled = true
+      const l = input()
+      if (l.stdin.destroyed) return void failure(l).then(cb)
+      if (l.stdin.write(chunk)) return cb()
+      const drained = (): void => {
+        l.stdin.off('close', closed)
         cb()
       }
-      stdin.once('drain', onDrain)
-      void result.then(() => {
-        if (settled) return
-        settled = true
-        stdin.off('drain', onDrain)
-        failed().then(cb, cb)
-      })
+      const closed = (): void => {
+        l.stdin.off('drain', drained)
+        void failure(l).then(cb)
+      }
+      l.stdin.once('drain', drained).once('close', closed)
     },
     final(cb) {
-      start().stdin!.end()
-      result
-        .then(async (r) => {
-          if (!r.ok) throw dockerError(['load'], r.error)
-          const out = parseLoadOutput(r.stdout)
-          const id = out.ids[0] ?? null
+      const l = input()
+      l.stdin.end()
+      l.loaded
+        .then(async (out) => {
+          const subject = out.ids[0] ?? out.tags[0]
           for (const tag of opts.tags ?? []) {
-            const subject = id ?? out.tags[0]
             if (!subject) throw new DflattenError('tool-failed', 'docker load did not say what it loaded; cannot tag it')
             await tagImage(subject, tag)
           }
@@ -80,10 +63,7 @@ export function loadStage(opts: LoadOptions = {}): Writable {
         .then(() => cb(), (e: Error) => cb(e))
     },
     destroy(err, cb) {
-      // The docker CLI may sit out a SIGTERM while it streams; SIGKILL only ends the client,
-      // and the daemon then drops the half-sent archive without tagging anything.
-      if (child && child.exitCode === null) child.kill('SIGKILL')
-      result.then(() => cb(err), () => cb(err))
+      void (load?.kill() ?? Promise.resolve()).then(() => cb(err))
     },
   })
 }

@@ -1,25 +1,14 @@
 /**
- * Stage 1, resolve: from what the user typed to a plan: which image, onto which base, which
- * layer dirs hold them, and what the result will be called. Only reads.
+ * Stage 1, resolve: from what the user typed to a plan: which image, onto which base, by which
+ * method (and what that method reads up front), and what the result will be called. Only reads.
  */
 import { Readable } from 'node:stream'
-import { access } from 'node:fs/promises'
 import { DflattenError } from '../errors.js'
-import {
-  chainIds,
-  daemonInfo,
-  inspectImage,
-  historyLength,
-  layerTarSize,
-  readImageConfig,
-  taggedImages,
-  type DaemonInfo,
-  type ImageInspect,
-} from '../docker.js'
-import { MEDIA_TYPES, type LayerDescriptor } from '../archive.js'
+import { daemonInfo, inspectImage, taggedImages, type ImageInspect } from '../docker.js'
 import { defaultTarget, isImageId, normaliseTarget, parseRef, sameName } from '../refs.js'
-import { secondSaveAsked } from '../methods/export-content.js'
-import { DOC_VERSION, METHODS, type Method, type MethodChoice, type Plan } from '../plan.js'
+import { pickMethod } from '../methods/index.js'
+import type { Settings } from '../settings.js'
+import { DOC_VERSION, type MethodChoice, type Plan } from '../plan.js'
 
 export interface ResolveOptions {
   /** The image to flatten: name, name:tag, repo@digest or id. */
@@ -30,8 +19,10 @@ export interface ResolveOptions {
   tag?: string
   /** Allow the result to take the source's own name. */
   force?: boolean
-  /** How the difference is found; default `auto`: overlay where it can work, else save. */
+  /** How the difference is found (see `methodNames()`); default `auto`: the first that can work. */
   method?: MethodChoice
+  /** The caller's tuning; a setting that changes the result's bytes is part of the cache marker. */
+  settings?: Settings
 }
 
 function layersOf(img: ImageInspect): string[] {
@@ -60,63 +51,9 @@ function firstTag(img: ImageInspect): string {
   return [...(img.RepoTags ?? [])].sort()[0] ?? img.Id
 }
 
-/** Why the overlay methods cannot work here, or null when they can. */
-async function cannotMount(info: DaemonInfo, source: ImageInspect): Promise<string | null> {
-  if (info.driver !== 'overlay2' || source.GraphDriver?.Name !== 'overlay2') {
-    const store = info.containerdStore ? 'the containerd image store' : `the ${info.driver} storage driver`
-    return `it needs the overlay2 storage driver; this daemon uses ${store}`
-  }
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    return "it must run as root (it mounts overlays and reads Docker's layer dirs)"
-  }
-  if (info.remote) return `the daemon is remote (DOCKER_HOST=${process.env.DOCKER_HOST}) and its layer dirs are not here`
-  const top = source.GraphDriver.Data?.UpperDir
-  if (top && !(await access(top).then(() => true, () => false))) {
-    return `the daemon's layer dirs (${top}) are not on this host`
-  }
-  return null
-}
-
-async function pickMethod(choice: MethodChoice, info: DaemonInfo, source: ImageInspect): Promise<{ method: Method; reason: string }> {
-  if (choice !== 'auto' && !METHODS.includes(choice)) {
-    throw new DflattenError('usage', `unknown method ${String(choice)}; use auto, ${METHODS.join(', ')}`)
-  }
-  if (choice === 'save') return { method: 'save', reason: 'asked for' }
-  const why = await cannotMount(info, source)
-  if (choice === 'auto') {
-    return why ? { method: 'save', reason: `the overlay method cannot work: ${why}` } : { method: 'overlay', reason: 'root, and a local overlay2 daemon' }
-  }
-  if (why) throw new DflattenError('refused-driver', `--method ${choice} cannot work here: ${why}; use --method save (or auto)`)
-  return { method: choice, reason: 'asked for' }
-}
-
-/** Every layer's diff dir, base first, from the overlay2 driver's data. */
-function layerDirs(img: ImageInspect): string[] {
-  const data = img.GraphDriver.Data ?? {}
-  const dirs = [data.UpperDir, ...(data.LowerDir ? data.LowerDir.split(':') : [])].filter(Boolean)
-  const layers = layersOf(img)
-  if (dirs.length !== layers.length) {
-    throw new DflattenError('refused-driver', `cannot map the layers of ${img.Id.slice(7, 19)} to their dirs (${layers.length} layers, ${dirs.length} dirs); is the daemon on this host?`,
-    )
-  }
-  return dirs.reverse()
-}
-
-async function baseDescriptors(info: DaemonInfo, layers: string[]): Promise<LayerDescriptor[]> {
-  const chains = chainIds(layers)
-  return Promise.all(
-    layers.map(async (diffId, i) => ({
-      mediaType: MEDIA_TYPES.layer,
-      digest: diffId,
-      size: (await layerTarSize(info, chains[i])) ?? 0,
-      diffId,
-    })),
-  )
-}
-
 function checkReference(ref: string, what: string): void {
   if (ref !== 'scratch' && !isImageId(ref) && !parseRef(ref)) {
-    throw new DflattenError('usage', `${what} ${JSON.stringify(ref)} is not a valid image reference (name[:tag], name@digest or id)`)
+    throw new DflattenError('bad-reference', `${what} ${JSON.stringify(ref)} is not a valid image reference (name[:tag], name@digest or id)`)
   }
 }
 
@@ -130,8 +67,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
   if (source.Os !== 'linux') {
     throw new DflattenError('unsupported-image', `${opts.image} is a ${source.Os}/${source.Architecture} image; dflatten flattens Linux images`)
   }
-  const { method, reason } = await pickMethod(opts.method ?? 'auto', info, source)
-  const kernel = method !== 'save'
+  const { method, reason } = await pickMethod(opts.method ?? 'auto', { info, source })
   const layers = layersOf(source)
 
   let base: ImageInspect | null = null
@@ -158,18 +94,11 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     throw new DflattenError('name-clash', `the result's name ${target} is the image's own name; pick another with -t, or pass --force`)
   }
 
-  const baseLayers = base ? layersOf(base) : []
-  // The kernel methods read the exact configs from the daemon's store; save finds them in the
-  // archive, in diff.
-  const config = kernel ? (JSON.parse(await readImageConfig(info, source.Id)) as Record<string, unknown>) : {}
-  const baseConfig = kernel && base ? (JSON.parse(await readImageConfig(info, base.Id)) as { history?: unknown[] }) : null
-  const baseHistory = baseConfig?.history ?? []
-
+  const state = await method.plan({ info, source, base }, { settings: opts.settings ?? {} })
   return {
     dflatten: 'plan',
     version: DOC_VERSION,
-    method,
-    methodReason: reason,
+    method: { name: method.name, reason, state },
     daemon: info,
     source: {
       ref: opts.image,
@@ -179,20 +108,11 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
       layers,
       platform: [source.Os, source.Architecture, source.Variant].filter(Boolean).join('/'),
     },
-    base: {
-      ref: baseRef,
-      id: base?.Id ?? null,
-      layers: baseLayers,
-      history: baseHistory,
-      historyLength: base ? (kernel ? baseHistory.length : await historyLength(base.Id)) : 0,
-    },
-    layerDirs: kernel ? layerDirs(source) : [],
-    baseDescriptors: kernel ? await baseDescriptors(info, baseLayers) : [],
-    config,
+    base: { ref: baseRef, id: base?.Id ?? null, layers: base ? layersOf(base) : [] },
     target,
     // The method is part of it: methods agree on the filesystem, not on the bytes, and a cache hit
     // must give the id this very command would build.
-    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method}${method === 'save' && secondSaveAsked() ? ', content from a second save' : ''})`,
+    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method.cacheKey(opts.settings ?? {})})`,
   }
 }
 

@@ -5,10 +5,19 @@
 import through2 from 'through2'
 import type { Transform } from 'node:stream'
 import { inFlight } from '../cleanup.js'
+import type { Settings } from '../settings.js'
+import type { MethodContext } from '../methods/method.js'
 
 export interface StageContext {
   /** Cancels the stage's child processes (rsync, mount) when the run is interrupted. */
   signal?: AbortSignal
+  /** The caller's tuning: work root, rsync, save content source. */
+  settings?: Settings
+}
+
+/** What a stage hands its method. */
+export function methodContext(ctx: StageContext): MethodContext {
+  return { signal: ctx.signal, settings: ctx.settings ?? {} }
 }
 
 export function objectStage<I, O>(fn: (input: I, ctx: StageContext) => Promise<O>, ctx: StageContext = {}): Transform {

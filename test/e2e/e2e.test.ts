@@ -160,11 +160,11 @@ t.test('--base scratch squashes every layer into one', async (t) => {
 t.test('the plan describes the base layers as the daemon stores them', async (t) => {
   const r = await dflatten(['resolve', images.simple])
   t.equal(r.exitCode, 0, r.stderr)
-  const plan = JSON.parse(r.stdout) as { baseDescriptors: Array<{ digest: string; size: number }> }
+  const plan = JSON.parse(r.stdout) as { method: { state: { baseDescriptors: Array<{ digest: string; size: number }> } } }
   const listing = await execa('bash', ['-c', `docker save ${base} | tar -tv`])
   const saved = /\s(\d+) \S+ \S+ \S+\/layer\.tar$/m.exec(listing.stdout)
   t.ok(saved, 'docker save lists the base layer')
-  t.equal(plan.baseDescriptors[0].size, Number(saved?.[1]), "the descriptor's size is the layer tar's")
+  t.equal(plan.method.state.baseDescriptors[0].size, Number(saved?.[1]), "the descriptor's size is the layer tar's")
 })
 
 t.test('the stage commands piped by hand give the same image as the one-shot command', async (t) => {

@@ -1,7 +1,7 @@
 // Faults and odd input against the real daemon. After each: a one-line message, a non-zero exit
 // (where it is an error), no dflatten mount, no work dir, nothing tagged, the original intact.
 // Failures of `docker load` and of mount(8) are injected by stand-ins for those commands
-// (test/e2e/fixtures); everything else is real.
+// (test/fixtures); everything else is real.
 import t, { type Test } from 'tap'
 import { execa } from 'execa'
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
@@ -13,7 +13,7 @@ import { docker, imageExists, inspect, removeImage } from '../helpers/docker.js'
 import { compareFs, exportFs } from '../helpers/export.js'
 import { dflatten, leftovers, spawnDflatten, waitFor } from '../helpers/cli.js'
 
-const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures')
+const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '../fixtures')
 const simple = await buildSimple()
 const corner = await buildCorner()
 const bulk = await buildBulk()

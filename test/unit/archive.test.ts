@@ -3,7 +3,8 @@
 import t from 'tap'
 import { Readable } from 'node:stream'
 import tar from 'tar-stream'
-import { EMPTY_LAYER_BYTES, encodeHeader, entryTarBytes, fullyQualified, imageArchive, layerSize, layerStream, sha256, stableJson, tarName } from '../../src/archive.js'
+import { EMPTY_LAYER_BYTES, encodeHeader, entryTarBytes, layerSize, layerStream, sha256, tarName } from '../../src/layer-tar.js'
+import { fullyQualified, imageArchive, stableJson } from '../../src/image-archive.js'
 import type { LayerEntry } from '../../src/entry.js'
 
 async function collect(stream: AsyncIterable<unknown>): Promise<Buffer> {

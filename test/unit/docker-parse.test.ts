@@ -2,7 +2,7 @@
 // output, the base's share of the history, the nearest tagged ancestor.
 import t from 'tap'
 import { chainIds, parseLoadOutput, type ImageInspect } from '../../src/docker.js'
-import { baseHistory } from '../../src/stages/diff.js'
+import { baseHistory } from '../../src/methods/save/index.js'
 import { nearestTaggedAncestor } from '../../src/stages/resolve.js'
 
 const A = 'sha256:' + 'a'.repeat(64)

@@ -3,9 +3,10 @@
 // than the last file needed.
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { layerStream } from '../../src/archive.js'
-import { ExportContent, exportCanSupply, hiddenInContainers } from '../../src/methods/export-content.js'
-import { mergeLayers, type IndexedEntry, type SavedLayer } from '../../src/methods/save.js'
+import { layerStream } from '../../src/layer-tar.js'
+import { ExportContent, exportCanSupply, hiddenInContainers } from '../../src/methods/save/export.js'
+import { mergeLayers } from '../../src/methods/save/merge.js'
+import type { IndexedEntry, SavedLayer } from '../../src/methods/save/first-pass.js'
 import type { LayerEntry } from '../../src/entry.js'
 
 const digest = (s: string): string => createHash('sha256').update(s).digest('base64')

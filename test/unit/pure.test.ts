@@ -4,7 +4,7 @@ import { defaultTarget, normaliseTarget, parseRef, sameName } from '../../src/re
 import { nearestTaggedAncestor } from '../../src/stages/resolve.js'
 import { expectDoc, DOC_VERSION } from '../../src/plan.js'
 import { parseGetfattr } from '../../src/xattrs.js'
-import { stableJson, fullyQualified } from '../../src/archive.js'
+import { stableJson, fullyQualified } from '../../src/image-archive.js'
 import { chainIds, parseLoadOutput } from '../../src/docker.js'
 import type { ImageInspect } from '../../src/docker.js'
 

@@ -40,7 +40,7 @@ t.test('a result name gets latest when it has no tag, and never takes a digest',
   t.equal(normaliseTarget('host:5000/app'), 'host:5000/app:latest')
   t.equal(normaliseTarget('app:2'), 'app:2')
   for (const bad of [`app@${DIGEST}`, 'Bad', 'app:bad tag']) {
-    t.throws(() => normaliseTarget(bad), { code: 'usage', message: /not a valid image name/ }, bad)
+    t.throws(() => normaliseTarget(bad), { code: 'bad-reference', message: /not a valid image name/ }, bad)
   }
 })
 

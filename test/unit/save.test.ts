@@ -1,10 +1,11 @@
 // The save method's pieces without a daemon: the tar reader (round trip with our writer, and
 // hostile input), and the layer merge, checked against a model of how a daemon applies layers.
 import t from 'tap'
-import { readTar, cleanMemberName, TarParser, type TarHeader } from '../../src/tar-read.js'
-import { FileDigest } from '../../src/methods/export-content.js'
-import { layerStream } from '../../src/archive.js'
-import { BaseContent, indexSave, mergeLayers, savedImage, type IndexedEntry, type SavedLayer } from '../../src/methods/save.js'
+import { readTar, cleanMemberName, TarParser, type TarHeader } from '../../src/tar/index.js'
+import { FileDigest } from '../../src/methods/save/digest.js'
+import { layerStream } from '../../src/layer-tar.js'
+import { BaseContent, indexSave, savedImage, type IndexedEntry, type SavedLayer } from '../../src/methods/save/first-pass.js'
+import { mergeLayers } from '../../src/methods/save/merge.js'
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import tar from 'tar-stream'
@@ -92,7 +93,7 @@ t.test('hostile or broken archives fail with a message, never silently', async (
   t.equal(cleanMemberName(Buffer.from('./a//b/')).toString(), 'a/b')
 })
 
-// ---- the push parser (pass 1) against the pull reader ----------------------------------------
+// ---- one parser, two APIs: the push parser (pass 1) and the pull API built on it --------------
 
 /** A raw ustar header block with a correct checksum, for records our writer never makes. */
 function rawHeader(name: string, type: string, size: number): Buffer {
@@ -192,17 +193,67 @@ async function* from(chunks: Buffer[]): AsyncGenerator<Buffer> {
   yield* chunks
 }
 
-t.test('the push parser reads what the pull reader reads, however the bytes are split', async (t) => {
+/** What the push parser made of `chunks` before it refused them (if it did). */
+function pushedUntil(chunks: Buffer[]): { seen: Seen[]; error?: Error } {
+  const seen: Seen[] = []
+  let parts: Buffer[] = []
+  const parser = new TarParser({
+    entry: (header) => seen.push({ header, content: Buffer.alloc(0) }),
+    data: (c) => parts.push(Buffer.from(c)),
+    end: () => {
+      seen[seen.length - 1].content = Buffer.concat(parts)
+      parts = []
+    },
+  })
+  try {
+    for (const c of chunks) parser.write(c)
+    parser.finish()
+  } catch (e) {
+    return { seen, error: e as Error }
+  }
+  return { seen }
+}
+
+/** The same through the pull API: the headers it gave, then its error. */
+async function pulledUntil(chunks: Buffer[]): Promise<{ names: string[]; error?: Error }> {
+  const names: string[] = []
+  try {
+    for await (const e of readTar(from(chunks))) {
+      names.push(e.name.toString('latin1'))
+      await collect(e.body())
+    }
+  } catch (e) {
+    return { names, error: e as Error }
+  }
+  return { names }
+}
+
+/** The pull API's headers when a consumer reads only the first `pieces` of each body, or none. */
+async function pulledPartly(chunks: AsyncIterable<Buffer>, pieces: number): Promise<TarHeader[]> {
+  const out: TarHeader[] = []
+  for await (const e of readTar(chunks)) {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- the methods are left out, never called
+    const { body: _b, skip: _s, ...header } = e
+    out.push(header)
+    if (pieces === 0) continue
+    let n = 0
+    for await (const _ of e.body()) if (++n === pieces) break
+  }
+  return out
+}
+
+t.test('the pull API reads what the push parser reads, however the bytes are split', async (t) => {
   const tar = await mixedArchive()
-  const want = await pulled(from([tar]))
+  const want = pushed([tar])
   t.equal(want.length, sample.length + 6 + 2, 'every entry, the GNU ones included')
   t.equal(must(want.at(-2), 'the GNU long-name entry').header.name.toString(), 'L/'.repeat(120) + 'gnu', 'a GNU long name applies to the next entry')
   t.match(must(want.at(-2), 'the GNU long-name entry').header.linkname.toString(), /^target\/k+$/)
   t.equal(must(want.at(-1), 'the last entry').header.name.toString(), 'gnu-file', 'and to that entry only')
   t.same(new Set(want.map((e) => e.header.uid)), new Set([4242]), 'a global PAX record applies to every entry after it')
+  t.same(must(want.at(-3), 'the 70000-byte file').content, Buffer.alloc(70000, 70000 % 251), 'content across many blocks')
   for (const size of [1, 3, 511, 512, 513, 777, 4096, tar.length]) {
-    const got = pushed(split(tar, size))
-    t.same(got, want, `pieces of ${size} bytes`)
+    t.same(pushed(split(tar, size)), want, `push: pieces of ${size} bytes`)
+    t.same(await pulled(from(split(tar, size))), want, `pull: pieces of ${size} bytes`)
   }
   const random = rng(11)
   const pieces: Buffer[] = []
@@ -211,30 +262,96 @@ t.test('the push parser reads what the pull reader reads, however the bytes are 
     pieces.push(tar.subarray(i, i + n))
     i += n
   }
-  t.same(pushed(pieces), want, 'pieces of random sizes')
+  t.same(pushed(pieces), want, 'push: pieces of random sizes')
+  t.same(await pulled(from(pieces)), want, 'pull: pieces of random sizes')
+
+  // The stream broken in two: at every byte of the first and last records (headers, PAX and
+  // GNU records, padding, the end), at every 509th in between. Pieces of 1 byte above already
+  // split every header; this splits them one at a time, as real streams do.
+  const fingerprint = (seen: Seen[]): string => {
+    const hex = (_k: string, v: unknown): unknown => (v && (v as { type?: string }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString('hex') : v)
+    return JSON.stringify(seen.map((e) => ({ ...e, content: createHash('sha256').update(e.content).digest('hex') })), hex)
+  }
+  const wanted = fingerprint(want)
+  const wrong: number[] = []
+  for (let at = 1; at < tar.length; at += at < 3072 || at > tar.length - 3072 ? 1 : 509) {
+    if (fingerprint(await pulled(from([tar.subarray(0, at), tar.subarray(at)]))) !== wanted) wrong.push(at)
+  }
+  t.same(wrong, [], 'pull: the stream split in two anywhere')
+
+  const headers = want.map((e) => e.header)
+  t.same(await pulledPartly(from(split(tar, 700)), 0), headers, 'bodies left unread are skipped')
+  t.same(await pulledPartly(from(split(tar, 700)), 1), headers, 'so are the rests of bodies read in part')
 })
 
-t.test('the push parser refuses what the pull reader refuses, with the same words', async (t) => {
+t.test('the pull API pulls its source only as its consumer reads', async (t) => {
+  const tar = await mixedArchive()
+  const piece = 1000
+  let offered = 0
+  async function* source(): AsyncGenerator<Buffer> {
+    for (const c of split(tar, piece)) {
+      offered += c.length
+      yield c
+    }
+  }
+  let ahead = 0
+  let held = false
+  for await (const e of readTar(source())) {
+    for await (const c of e.body()) {
+      // Content comes as views into the source's chunks, so its place in the stream shows.
+      t.equal(c.buffer, tar.buffer)
+      ahead = Math.max(ahead, offered - (c.byteOffset - tar.byteOffset + c.length))
+      if (!held && e.size === 70000) {
+        held = true
+        const before = offered
+        for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+        t.equal(offered, before, 'a body not read holds the source')
+      }
+    }
+  }
+  t.ok(held)
+  t.ok(ahead < piece, `never more than one chunk ahead of the consumer (${ahead} bytes)`)
+  t.equal(offered, tar.length, 'what follows the end of the archive is read too')
+})
+
+t.test('damaged archives fail through the pull API as through the push parser, at the same place, with the same words', async (t) => {
   const tar = await mixedArchive()
   const damaged: Array<[string, Buffer]> = []
   const flip = Buffer.from(tar)
   flip[3] ^= 0x10
   damaged.push(['a flipped byte in a header', flip])
+  const later = Buffer.from(tar)
+  later[tar.lastIndexOf('gnu-file') + 1] ^= 0x01 // in the header of the last entry
+  damaged.push(['a flipped byte in a later header', later])
   for (const cut of [100, 512 + 200, 3000, tar.length - 1200]) damaged.push([`cut at ${cut}`, tar.subarray(0, cut)])
   const badNumber = rawHeader('x', '0', 0)
   badNumber.write('12x4', 100, 'latin1')
   damaged.push(['a mode that is not octal', badNumber])
   for (const [what, b] of damaged) {
-    let pullError = ''
-    await pulled(from(split(b, 700))).catch((e: unknown) => (pullError = (e as Error).message))
-    let pushError = ''
-    try {
-      pushed(split(b, 700))
-    } catch (e) {
-      pushError = (e as Error).message
+    for (const size of [100, 700, b.length]) {
+      const push = pushedUntil(split(b, size))
+      const pull = await pulledUntil(split(b, size))
+      t.ok(push.error, `${what}, pieces of ${size}: the push parser refuses it`)
+      t.equal(pull.error?.message, push.error?.message, `${what}, pieces of ${size}: so does the pull API, in the same words`)
+      t.equal((pull.error as { code?: string } | undefined)?.code, 'bad-data')
+      t.same(pull.names, push.seen.map((e) => e.header.name.toString('latin1')), `${what}, pieces of ${size}: after the same entries`)
     }
-    t.not(pullError, '', `${what}: the pull reader refuses it`)
-    t.equal(pushError, pullError, `${what}: so does the push parser`)
+  }
+})
+
+t.test('a stream that ends early says where it ended', async (t) => {
+  const file = record('f', '0', Buffer.from('hello'))
+  const ext = Buffer.concat([record('PaxHeader/f', 'x', pax('path', 'long/name')), file])
+  const cases: Array<[Buffer, string]> = [
+    [file.subarray(0, 100), 'in the middle of a block'],
+    [file.subarray(0, 514), 'in the middle of a file'],
+    [file.subarray(0, 520), 'inside padding'],
+    [ext.subarray(0, 515), 'inside an extended header'],
+  ]
+  for (const [b, where] of cases) {
+    const message = `malformed archive from the daemon: the stream ends ${where}`
+    t.equal(pushedUntil([b]).error?.message, message, `push: ${where}`)
+    t.equal((await pulledUntil(split(b, 7))).error?.message, message, `pull: ${where}`)
   }
 })
 

@@ -4,48 +4,43 @@ import t from 'tap'
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { abandonedWorkspaces, createWorkspace, ownerAlive, workRoot, writeOwner } from '../../src/workspace.js'
+import { abandonedWorkspaces, createWorkspace, ownerAlive, workRoot, workspaceDir, writeOwner } from '../../src/workspace.js'
 
 const outer = await mkdtemp(join(tmpdir(), 'dflatten-test-ws-'))
-const saved = { TMPDIR: process.env.TMPDIR, DFLATTEN_TMPDIR: process.env.DFLATTEN_TMPDIR }
-delete process.env.DFLATTEN_TMPDIR
-t.teardown(async () => {
-  for (const [k, v] of Object.entries(saved)) {
-    if (v === undefined) Reflect.deleteProperty(process.env, k)
-    else process.env[k] = v
-  }
-  await rm(outer, { recursive: true, force: true })
-})
+t.teardown(() => rm(outer, { recursive: true, force: true }))
 
 /** A pid no process has: above the kernel's largest pid_max. */
 const DEAD_PID = 4_194_304 + 1
 
 let n = 0
-/** A fresh, empty work root, set as $TMPDIR. */
+/** A fresh, empty work root. */
 async function freshRoot(): Promise<string> {
   const root = join(outer, `root${n++}`)
   await mkdir(root)
-  process.env.TMPDIR = root
   return root
 }
 
-t.test('work dirs go under $TMPDIR', async (t) => {
-  const root = await freshRoot()
-  t.equal(workRoot(), root)
+t.test('work dirs go under the work root the settings name, else the temp dir', async (t) => {
+  t.equal(workRoot({ workRoot: '/srv/scratch' }), '/srv/scratch')
+  t.equal(workRoot({}), tmpdir())
+  t.equal(workRoot(), tmpdir())
 })
 
-t.test('a new workspace: a private dir with its mount points, its creator told first', async (t) => {
+t.test('a new workspace: a private dir, its creator told first, its owner recorded', async (t) => {
   const root = await freshRoot()
   let told = ''
-  const ws = await createWorkspace((dir) => (told = dir))
+  const ws = await createWorkspace((dir) => (told = dir), { workRoot: join(root, 'made/on/demand') })
   t.equal(told, ws.dir, 'onCreated hears of the dir')
-  t.match(ws.dir, new RegExp(`^${root}/dflatten-[A-Za-z0-9]{6}$`))
-  t.same((await readdir(ws.dir)).sort(), ['base', 'empty', 'l', 'owner', 'source', 'stack', 'upper', 'work'])
-  for (const d of [ws.sourceView, ws.baseView, ws.stack, ws.upper, ws.work]) t.equal((await stat(d)).mode & 0o777, 0o700, d)
+  t.match(ws.dir, new RegExp(`^${root}/made/on/demand/dflatten-[A-Za-z0-9]{6}$`), 'the work root is made if need be')
+  t.same(await readdir(ws.dir), ['owner'])
   const owner = JSON.parse(await readFile(join(ws.dir, 'owner'), 'utf8')) as { pid: number; startTime: string }
   t.equal(owner.pid, process.pid)
   t.match(owner.startTime, /^\d+$/, 'with the start time, against a reused pid')
   t.ok(await ownerAlive(ws.dir), 'its owner, this process, is alive')
+  const view = await workspaceDir(ws, 'source')
+  t.equal(view, join(ws.dir, 'source'))
+  t.equal((await stat(view)).mode & 0o777, 0o700, 'its dirs are private')
+  t.equal(await workspaceDir(ws, 'source'), view, 'asking again is fine')
 })
 
 t.test('an owner that is gone, or whose pid was reused, is not alive', async (t) => {
@@ -80,10 +75,9 @@ t.test('abandoned workspaces: dead owners, and ownerless ones over a minute old'
   await make('dflatten-EEEEEEE', DEAD_PID)
   await make('other-FFFFFF', DEAD_PID)
   await writeFile(join(root, 'dflatten-GGGGG'), '')
-  t.same(await abandonedWorkspaces(), [dead, old], 'names that are not mkdtemp\'s are never taken for ours')
+  t.same(await abandonedWorkspaces({ workRoot: root }), [dead, old], "names that are not mkdtemp's are never taken for ours")
 })
 
 t.test('a work root that does not exist has nothing abandoned', async (t) => {
-  process.env.TMPDIR = join(outer, 'nonexistent')
-  t.same(await abandonedWorkspaces(), [])
+  t.same(await abandonedWorkspaces({ workRoot: join(outer, 'nonexistent') }), [])
 })

@@ -13,19 +13,14 @@
  * supply that content, and the second save does (see `exportCanSupply`). Every file taken from
  * the export is checked against pass 1: a regular file, of the size and sha256 the layers give.
  */
-import crypto, { createHash } from 'node:crypto'
-import type { LayerEntry } from '../entry.js'
-import { DflattenError } from '../errors.js'
-import { cleanMemberName, readTar, type TarEntry } from '../tar-read.js'
-
-/**
- * `DFLATTEN_SAVE_CONTENT=save`: read content from a second save even where the export would do
- * (a way around a disagreement the checks below report; it orders files differently, so the
- * image id differs too).
- */
-export function secondSaveAsked(): boolean {
-  return process.env.DFLATTEN_SAVE_CONTENT === 'save'
-}
+import { readEntries, type LayerEntry } from '../../entry.js'
+import { DflattenError } from '../../errors.js'
+import { cleanMemberName, readTar, type TarEntry } from '../../tar/index.js'
+import { createContainer, dockerExport, explainFailure, type Streamed } from '../../docker.js'
+import { claimContainerName, removeWorkspaceContainer } from '../../workspace.js'
+import type { Diffed } from '../../plan.js'
+import type { LayerSource } from '../method.js'
+import { FileDigest } from './digest.js'
 
 /** What Docker's init layer writes over the image in every container (daemon/initlayer). */
 export const INIT_PATHS = ['.dockerenv', 'dev/console', 'etc/hostname', 'etc/hosts', 'etc/mtab', 'etc/resolv.conf']
@@ -49,33 +44,6 @@ export const SECOND_SAVE_HINT = 'set DFLATTEN_SAVE_CONTENT=save to read content 
 
 function mismatch(path: Buffer, what: string): DflattenError {
   return new DflattenError('bad-data', `docker export and the image's layers disagree on /${path.toString()}: ${what}; ${SECOND_SAVE_HINT}`)
-}
-
-/** How pass 1 records a file's content, so this pass can check it: sha256, base64. */
-const newHash = (): ReturnType<typeof createHash> => createHash('sha256')
-const digestOf = (hash: ReturnType<typeof createHash>): string => hash.digest('base64')
-// One call, no Hash object: most files of a layer arrive in one piece. (crypto.hash: Node 20.12+.)
-const oneShot = (crypto as { hash?: (alg: string, data: Buffer, enc: 'base64') => string }).hash
-
-/**
- * A file's content digest, as `LayerEntry.sha256` holds it, fed piece by piece (one call when
- * the file comes in one piece).
- */
-export class FileDigest {
-  private hash: ReturnType<typeof createHash> | null = null
-  private result: string | null = null
-
-  constructor(private readonly size: number) {}
-
-  update(chunk: Buffer): void {
-    if (!this.hash && chunk.length === this.size && oneShot) this.result = oneShot('sha256', chunk, 'base64')
-    else (this.hash ??= newHash()).update(chunk)
-  }
-
-  digest(): string {
-    if (this.result !== null) return this.result
-    return digestOf(this.hash ?? newHash())
-  }
 }
 
 /** Content that fails when it does not hash to what pass 1 recorded. */
@@ -129,4 +97,70 @@ function check(member: TarEntry, e: LayerEntry): void {
   if (member.type === '1') throw mismatch(e.path, `the export has it as a hardlink to /${member.linkname.toString()}`)
   if (member.type !== '0') throw mismatch(e.path, 'the export has it as something other than a file')
   if (member.size !== e.size) throw mismatch(e.path, `the export has ${member.size} bytes, the layers ${e.size}`)
+}
+
+/**
+ * The layer with content from `docker export` of a container of the image: entries without
+ * content first, in the entries file's order; then the files as the export delivers them; then
+ * the extra names of hardlinked files. The export is read only as far as the last file it must
+ * supply. The container is recorded in the workspace before it is created; the method's cleanup
+ * removes it should this not get to.
+ */
+export function exportedLayer(d: Diffed, entriesFile: string, signal?: AbortSignal): LayerSource {
+  let run: Streamed | null = null
+  let content: ExportContent | null = null
+  // A failed export ends its output early: say why it failed rather than what was cut short.
+  const explained = async (e: unknown): Promise<unknown> => (run ? explainFailure(run, e) : e)
+  async function start(): Promise<NonNullable<typeof run>> {
+    const name = await claimContainerName(d.workspace.dir)
+    await createContainer(name, d.source.id, d.source.platform, signal).catch((e: unknown) => {
+      if (!(e instanceof DflattenError)) throw e
+      throw new DflattenError('tool-failed', `cannot make a container to read ${d.source.ref} through docker export (${e.message}); ${SECOND_SAVE_HINT}`)
+    })
+    return (run = dockerExport(name, signal))
+  }
+  async function stop(): Promise<void> {
+    if (run && run.child.exitCode === null) run.child.kill()
+    await run?.child.catch(() => undefined)
+    // Done with it; should this fail, removing the workspace tries again and reports.
+    await removeWorkspaceContainer(d.workspace.dir).catch(() => undefined)
+  }
+  async function* ordered(): AsyncGenerator<LayerEntry> {
+    // Started before the entries are read, so the daemon creates the container and begins its
+    // walk while the entries without content go out (on the large benchmark image, 1.5 s).
+    const started = start()
+    started.catch(() => undefined) // awaited below; until then a failure must not go unhandled
+    try {
+      // The entries file lists them as diff wrote them: no content, content, then hardlinks.
+      const wanted = new Map<string, LayerEntry>()
+      for await (const e of readEntries(entriesFile)) {
+        if (e.from) wanted.set(e.path.toString('latin1'), e)
+        else if (!wanted.size) yield e
+      }
+      if (wanted.size) {
+        content = new ExportContent((await started).stdout)
+        try {
+          yield* content.entries(wanted)
+        } catch (e) {
+          throw await explained(e)
+        }
+      }
+    } finally {
+      await started.catch(() => undefined)
+      await stop()
+    }
+    let after = false
+    for await (const e of readEntries(entriesFile)) {
+      if (e.from) after = true
+      else if (after) yield e
+    }
+  }
+  async function* body(e: LayerEntry): AsyncGenerator<Buffer> {
+    try {
+      yield* content!.body(e)
+    } catch (err) {
+      throw await explained(err)
+    }
+  }
+  return { entries: ordered(), content: body }
 }

@@ -7,11 +7,11 @@
  */
 import { lstat, readdir } from 'node:fs/promises'
 import { execa, ExecaError } from 'execa'
-import type { LayerEntry } from '../entry.js'
-import { DflattenError } from '../errors.js'
-import { isOverlayOpaque, isOverlayWhiteout, isReservedName } from '../whiteout.js'
-import { readTreeXattrs, type XattrMap } from '../xattrs.js'
-import { joinPath, LinkTracker, statEntry, whiteoutEntry } from './stat.js'
+import type { LayerEntry } from '../../entry.js'
+import { DflattenError } from '../../errors.js'
+import { isOverlayOpaque, isOverlayWhiteout, isReservedName } from '../../whiteout.js'
+import { readTreeXattrs, type XattrMap } from '../../xattrs.js'
+import { joinPath, LinkTracker, statEntry, whiteoutEntry } from '../stat.js'
 
 /**
  * rsync must copy everything that makes a file what it is: hardlinks (-H), ACLs (-A), xattrs
@@ -20,11 +20,9 @@ import { joinPath, LinkTracker, statEntry, whiteoutEntry } from './stat.js'
  */
 const RSYNC_FLAGS = ['-aHAX', '--numeric-ids', '--modify-window=-1', '--no-inc-recursive', '--delete', '--force']
 
-const RSYNC = process.env.DFLATTEN_RSYNC ?? 'rsync'
-
-async function rsync(args: string[], signal?: AbortSignal, input?: Buffer): Promise<void> {
+async function rsync(command: string, args: string[], signal?: AbortSignal, input?: Buffer): Promise<void> {
   try {
-    await execa(RSYNC, args, { input, env: { LC_ALL: 'C' }, cancelSignal: signal })
+    await execa(command, args, { input, env: { LC_ALL: 'C' }, cancelSignal: signal })
   } catch (e) {
     if ((e as { code?: string }).code === 'ENOENT') {
       throw new DflattenError('tool-missing', 'rsync is not installed; --method overlay-copy needs it (apt-get install rsync)')
@@ -59,11 +57,11 @@ export interface CopyViews {
   upper: string
 }
 
-/** Make the stack's upper dir hold the difference between the base and the image. */
-export async function copyDifference(views: CopyViews, layersAbove: string[], signal?: AbortSignal): Promise<void> {
+/** Make the stack's upper dir hold the difference between the base and the image; `command` runs rsync. */
+export async function copyDifference(views: CopyViews, layersAbove: string[], signal?: AbortSignal, command = 'rsync'): Promise<void> {
   const src = views.sourceView + '/'
   const dst = views.stack + '/'
-  await rsync([...RSYNC_FLAGS, src, dst], signal)
+  await rsync(command, [...RSYNC_FLAGS, src, dst], signal)
 
   // rsync's quick check calls a file unchanged when size and mtime match. A later layer can
   // rewrite a base file keeping both (builds that pin mtimes do), so every regular file the
@@ -77,7 +75,7 @@ export async function copyDifference(views: CopyViews, layersAbove: string[], si
   }
   if (again.length) {
     const list = Buffer.concat(again.flatMap((p) => [p, Buffer.from([0])]))
-    await rsync(['-aHAX', '--numeric-ids', '--ignore-times', '--from0', '--files-from=-', src, dst], signal, list)
+    await rsync(command, ['-aHAX', '--numeric-ids', '--ignore-times', '--from0', '--files-from=-', src, dst], signal, list)
   }
 }
 

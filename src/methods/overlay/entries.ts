@@ -13,11 +13,11 @@
  * overlayfs marker is read, and xattrs are read only for the entries that go into the layer.
  */
 import { lstatSync, readdirSync, type BigIntStats, type Dirent } from 'node:fs'
-import type { LayerEntry } from '../entry.js'
-import { DflattenError } from '../errors.js'
-import { isReservedName } from '../whiteout.js'
-import { withXattrs } from '../xattrs.js'
-import { joinPath, LinkTracker, statEntry, whiteoutEntry } from './stat.js'
+import type { LayerEntry } from '../../entry.js'
+import { DflattenError } from '../../errors.js'
+import { isReservedName } from '../../whiteout.js'
+import { withXattrs } from '../../xattrs.js'
+import { joinPath, LinkTracker, statEntry, whiteoutEntry } from '../stat.js'
 
 /** The names a directory holds, or none when it is missing or not a directory there. */
 function namesIn(dir: Buffer): string[] {

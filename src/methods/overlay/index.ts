@@ -1,0 +1,43 @@
+/**
+ * The default method: the kernel merges, dflatten only looks (entries.ts). mount makes a
+ * read-only overlay of the whole image and one of the base; diff compares them where the layers
+ * above the base touch; pack reads content once, from the image's view.
+ */
+import { mountOverlay, workspaceDir } from '../../workspace.js'
+import { readEntries } from '../../entry.js'
+import { DflattenError } from '../../errors.js'
+import type { Method } from '../method.js'
+import { overlay2Available, planFromStore, storeParts, type StoreState } from '../overlay2.js'
+import { directEntries, type DirectViews } from './entries.js'
+
+export interface OverlayState extends StoreState {
+  /** mount: the read-only views. */
+  views?: DirectViews
+}
+
+export const overlay: Method<OverlayState> = {
+  name: 'overlay',
+  summary: 'read it from read-only overlay views, content read once, nothing copied (root, local overlay2 daemon)',
+  largeHeap: false,
+  available: overlay2Available,
+  cacheKey: () => 'overlay',
+  plan: (facts) => planFromStore(facts),
+  async prepare(plan, ws) {
+    const dirs = plan.method.state.layerDirs
+    // overlayfs lists lower dirs top first; the plan keeps them base first.
+    const base = dirs.slice(0, plan.base.layers.length).reverse()
+    const sourceView = await workspaceDir(ws, 'source')
+    await mountOverlay(ws, sourceView, [...dirs].reverse())
+    // overlayfs wants two lower dirs without an upper one; an empty base is the empty dir.
+    let baseView: string
+    if (base.length) await mountOverlay(ws, (baseView = await workspaceDir(ws, 'base')), base)
+    else baseView = await workspaceDir(ws, 'empty')
+    return { ...plan.method.state, views: { sourceView, baseView } }
+  },
+  async entries(m) {
+    const { views, layerDirs } = m.method.state
+    if (!views) throw new DflattenError('bad-input', 'dflatten diff: the mounted document lacks its overlay views')
+    return { entries: directEntries(views, layerDirs.slice(m.base.layers.length)), image: storeParts(m.method.state), state: m.method.state }
+  },
+  layer: (d) => ({ entries: readEntries(d.entries!) }),
+}

@@ -1,0 +1,270 @@
+/**
+ * Pass 1 of the save method: index `docker save` as it streams. Its layer blobs arrive in no
+ * useful order and their names do not say which layer they are until manifest.json, which comes
+ * last; so every blob is parsed as it passes (decompressed when gzip), every file's content
+ * hashed, and once manifest.json and the config say which layer each blob is, the entries'
+ * metadata is kept for the layers above the base (merge.ts then merges them). Memory grows with
+ * the number of paths, never with content.
+ */
+import { DflattenError } from '../../errors.js'
+import { MEDIA_TYPES, type LayerDescriptor } from '../../image-archive.js'
+import { cleanMemberName, readTar, TarParser, type TarHeader, type TarSink } from '../../tar/index.js'
+import { WHITEOUT_PREFIX } from '../../whiteout.js'
+import { FileDigest } from './digest.js'
+import { blobTar, isGzip, isTar, peek, type BlobDigests } from './blob.js'
+
+/** Small non-layer members (manifests, configs) are kept whole; larger ones are not metadata. */
+const MAX_JSON = 8 * 1024 * 1024
+
+export interface IndexedEntry extends TarHeader {
+  /** Position of the entry in its layer tar, counted from 0. */
+  index: number
+  /** A regular file's content digest (base64 sha256), so content read elsewhere can be checked. */
+  sha256?: string
+}
+
+export interface SavedLayer {
+  member: string
+  diffId: string
+  /** The blob as the archive (and so the daemon) has it. */
+  digest: string
+  size: number
+  gzip: boolean
+  /** Order of arrival in the save stream. */
+  position: number
+}
+
+export interface SaveIndex {
+  /** Every layer blob seen, by member name. */
+  layers: Map<string, SavedLayer>
+  /** Entries of the layers asked for, by diff id. */
+  entries: Map<string, IndexedEntry[]>
+  /** Small non-layer members (JSON), by name. */
+  files: Map<string, Buffer>
+  symlinks: Map<string, string>
+  /** What the base's layers hold, to leave out whiteouts and opaque markers that hide nothing. */
+  base: BaseContent
+  /** The image, as manifest.json and its config give it once the stream has ended. */
+  image: { config: Buffer; layers: SavedLayer[] }
+}
+
+/** Paths in the base's layers (a superset of the base's filesystem: its own whiteouts ignored). */
+export class BaseContent {
+  private readonly paths = new Set<string>()
+  private readonly parents = new Set<string>()
+  add(path: string): void {
+    this.paths.add(path)
+    for (let i = path.lastIndexOf('/'); i > 0; i = path.lastIndexOf('/', i - 1)) this.parents.add(path.slice(0, i))
+    this.parents.add('')
+  }
+  has(path: string): boolean {
+    return this.paths.has(path)
+  }
+  hasUnder(dir: string): boolean {
+    return this.parents.has(dir)
+  }
+}
+
+/** The entries of one layer blob as pass 1 keeps them: headers, names cleaned, files hashed. */
+class BlobIndex implements TarSink {
+  readonly kept: IndexedEntry[] = []
+  private file: { entry: IndexedEntry; digest: FileDigest } | null = null
+
+  entry(h: TarHeader): void {
+    const entry = headerOf(h) as IndexedEntry
+    entry.index = this.kept.length
+    this.kept.push(entry)
+    if (h.type === '0') this.file = { entry, digest: new FileDigest(h.size) }
+  }
+
+  data(chunk: Buffer): void {
+    this.file!.digest.update(chunk)
+  }
+
+  end(): void {
+    if (!this.file) return
+    this.file.entry.sha256 = this.file.digest.digest()
+    this.file = null
+  }
+}
+
+/**
+ * Pass 1's read of one layer blob: its entries, its size and, for a gzip blob, its digests.
+ * Parsed by pushing (TarParser), as this pass only looks: on the large benchmark image the pull
+ * reader's promises per entry cost more than the hashing.
+ *
+ * An uncompressed blob is not hashed: its diff id is the one the config names at its place in
+ * the manifest, and the hash would cost a third of the pass. What the hash would have caught is
+ * caught all the same: every file the new layer takes is checked, in pass 2, against the sha256
+ * this pass records, and every header against its checksum.
+ */
+async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ kept: IndexedEntry[]; size: number; digests?: BlobDigests }> {
+  const index = new BlobIndex()
+  const parser = new TarParser(index)
+  if (gzip) {
+    const blob = blobTar(body, gzip)
+    for await (const c of blob.tar) if (!parser.done) parser.write(c)
+    parser.finish()
+    const digests = await blob.digests()
+    return { kept: index.kept, size: digests.size, digests }
+  }
+  let size = 0
+  for await (const c of body) {
+    size += c.length
+    if (!parser.done) parser.write(c)
+  }
+  parser.finish()
+  return { kept: index.kept, size }
+}
+
+/** Pass 1: index a `docker save` stream, keeping entries of the layers whose diff ids are in `keep`. */
+export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>, base: Set<string> = new Set()): Promise<SaveIndex> {
+  const index: SaveIndex = {
+    layers: new Map(),
+    entries: new Map(),
+    files: new Map(),
+    symlinks: new Map(),
+    base: new BaseContent(),
+    image: { config: Buffer.alloc(0), layers: [] },
+  }
+  // Which layer a blob is shows only at the end (manifest.json comes last): every blob's entries
+  // wait until then.
+  const blobs = new Map<string, IndexedEntry[]>()
+  let position = 0
+  for await (const member of readTar(source)) {
+    const name = cleanMemberName(member.name).toString('latin1')
+    if (member.type === '2') index.symlinks.set(name, member.linkname.toString('latin1'))
+    if (member.type !== '0') continue
+    const { head, all } = await peek(member.body(), 512)
+    const gzip = isGzip(head)
+    if (gzip || isTar(head)) {
+      const { kept, size, digests } = await indexBlob(all, gzip)
+      // Filled in below for a blob that was not hashed.
+      index.layers.set(name, { member: name, diffId: digests?.diffId ?? '', digest: digests?.digest ?? '', size, gzip, position: position++ })
+      blobs.set(name, kept)
+    } else if (member.size <= MAX_JSON) {
+      const chunks: Buffer[] = []
+      for await (const c of all) chunks.push(c)
+      index.files.set(name, Buffer.concat(chunks))
+    } else {
+      for await (const _ of all) void _
+    }
+  }
+  const { config, layers, diffIds } = savedLayers(index)
+  index.image = { config, layers }
+  for (const [i, layer] of layers.entries()) {
+    const diffId = diffIds[i]
+    if (layer.diffId === '') layer.diffId = layer.digest = diffId
+    else if (layer.diffId !== diffId) {
+      throw new DflattenError('bad-data', `malformed archive from the daemon: layer ${layer.member} is not the ${diffId} its config names`)
+    }
+    const kept = blobs.get(layer.member)!
+    if (keep.has(diffId)) index.entries.set(diffId, kept)
+    if (base.has(diffId)) {
+      for (const e of kept) if (!baseName(e.name.toString('latin1')).startsWith(WHITEOUT_PREFIX)) index.base.add(e.name.toString('latin1'))
+    }
+  }
+  return index
+}
+
+/** The header alone, names cleaned: what the merge keeps of each entry. */
+function headerOf(e: TarHeader): TarHeader {
+  return {
+    name: cleanMemberName(e.name),
+    type: e.type,
+    mode: e.mode,
+    uid: e.uid,
+    gid: e.gid,
+    size: e.size,
+    mtime: e.mtime,
+    linkname: e.type === '1' ? cleanMemberName(e.linkname) : e.linkname,
+    devmajor: e.devmajor,
+    devminor: e.devminor,
+    xattrs: e.xattrs,
+  }
+}
+
+function resolveMember(index: SaveIndex, name: string): string {
+  let n = name.replace(/^\.\//, '')
+  for (let hops = 0; index.symlinks.has(n); hops++) {
+    if (hops > 16) throw new DflattenError('bad-data', `malformed archive from the daemon: a symlink loop at ${name}`)
+    const target = index.symlinks.get(n)!
+    n = target.startsWith('/') ? target.slice(1) : [...n.split('/').slice(0, -1), target].join('/')
+    n = cleanMemberName(Buffer.from(n, 'latin1')).toString('latin1')
+  }
+  return n
+}
+
+function json<T>(index: SaveIndex, name: string): T {
+  const data = index.files.get(resolveMember(index, name))
+  if (!data) throw new DflattenError('bad-data', `malformed archive from the daemon: ${name} is missing`)
+  try {
+    return JSON.parse(data.toString('utf8')) as T
+  } catch {
+    throw new DflattenError('bad-data', `malformed archive from the daemon: ${name} is not JSON`)
+  }
+}
+
+interface OciDescriptor {
+  mediaType: string
+  digest: string
+  size: number
+  platform?: { os?: string; architecture?: string }
+}
+
+/** The one image of a save archive: its config, and its layers with their diff ids, in order. */
+function savedLayers(index: SaveIndex): { config: Buffer; layers: SavedLayer[]; diffIds: string[] } {
+  const manifests = json<Array<{ Config: string; Layers: string[] }>>(index, 'manifest.json')
+  if (!Array.isArray(manifests) || manifests.length !== 1) {
+    throw new DflattenError('bad-data', 'malformed archive from the daemon: manifest.json should describe exactly one image')
+  }
+  const [m] = manifests
+  const config = index.files.get(resolveMember(index, m.Config))
+  if (!config) throw new DflattenError('bad-data', `malformed archive from the daemon: config ${m.Config} is missing`)
+  const layers = m.Layers.map((l) => {
+    const saved = index.layers.get(resolveMember(index, l))
+    if (!saved) throw new DflattenError('bad-data', `malformed archive from the daemon: layer ${l} is missing`)
+    return saved
+  })
+  const diffIds = json<{ rootfs?: { diff_ids?: unknown } }>(index, m.Config).rootfs?.diff_ids
+  if (!Array.isArray(diffIds) || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string')) {
+    throw new DflattenError('bad-data', `malformed archive from the daemon: config ${m.Config} does not name one diff id per layer`)
+  }
+  return { config, layers, diffIds: diffIds as string[] }
+}
+
+/** The image's layers as the archive describes them: member, diff id and stored descriptor. */
+export function savedImage(index: SaveIndex): { config: Buffer; layers: Array<SavedLayer & { descriptor: LayerDescriptor }> } {
+  const { config, layers } = index.image
+
+  // An OCI layout says how the daemon stores each layer (gzip in the containerd store); the
+  // loaded result must point at the base layers exactly so, or it cannot be pushed or saved.
+  let oci: OciDescriptor[] | null = null
+  if (index.files.has('index.json')) {
+    let desc: OciDescriptor | undefined = json<{ manifests: OciDescriptor[] }>(index, 'index.json').manifests?.[0]
+    for (let depth = 0; desc && depth < 4; depth++) {
+      const doc: { manifests?: OciDescriptor[]; layers?: OciDescriptor[] } = json(index, `blobs/${desc.digest.replace(':', '/')}`)
+      if (doc.layers) {
+        oci = doc.layers
+        break
+      }
+      desc = doc.manifests?.find((d: OciDescriptor) => d.platform?.os === 'linux') ?? doc.manifests?.[0]
+    }
+  }
+  return {
+    config,
+    layers: layers.map((l, i) => ({
+      ...l,
+      descriptor: {
+        mediaType: oci?.[i]?.mediaType ?? (l.gzip ? MEDIA_TYPES.dockerLayerGzip : MEDIA_TYPES.dockerLayer),
+        digest: oci?.[i]?.digest ?? l.digest,
+        size: oci?.[i]?.size ?? l.size,
+        diffId: l.diffId,
+      },
+    })),
+  }
+}
+
+export function baseName(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1)
+}

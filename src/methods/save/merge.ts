@@ -1,0 +1,179 @@
+/**
+ * The save method's merge: the layers above the base, as pass 1 indexed them, into the entries
+ * of ONE layer with the same effect on the base (OCI whiteout rules), in the order pack writes
+ * them.
+ */
+import type { LayerEntry } from '../../entry.js'
+import type { TarHeader } from '../../tar/index.js'
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../../whiteout.js'
+import { whiteoutEntry } from '../stat.js'
+import { baseName, type BaseContent, type IndexedEntry, type SavedLayer } from './first-pass.js'
+
+interface Merged {
+  header: TarHeader
+  layer: SavedLayer
+  index: number
+  /** For a hardlink: the entry whose content it shares (layer and index). */
+  content?: { layer: SavedLayer; index: number }
+  whiteout?: true
+}
+
+/** The merged tree: one node a path, children by name (latin1, so bytes compare as bytes). */
+interface Node {
+  m?: Merged
+  opaque?: boolean
+  kids?: Map<string, Node>
+}
+
+function nodeAt(root: Node, path: string, create: boolean): Node | undefined {
+  let n: Node | undefined = root
+  if (path === '') return root
+  for (const part of path.split('/')) {
+    let next: Node | undefined = n.kids?.get(part)
+    if (!next) {
+      if (!create) return undefined
+      n.kids ??= new Map()
+      n.kids.set(part, (next = {}))
+    }
+    n = next
+  }
+  return n
+}
+
+function parentOf(p: string): string {
+  const i = p.lastIndexOf('/')
+  return i === -1 ? '' : p.slice(0, i)
+}
+
+
+/**
+ * Merge the layers above the base, lowest first, into the entries of one layer with the same
+ * effect on the base. Within a layer, whiteouts and opaque markers act on the layers below it
+ * only, so they are applied before the layer's own entries.
+ */
+export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedEntry[] }>, base?: BaseContent): LayerEntry[] {
+  const root: Node = {}
+  for (const { layer, entries } of layers) {
+    for (const e of entries) {
+      const p = e.name.toString('latin1')
+      const name = baseName(p)
+      if (name === OPAQUE_MARKER) {
+        const dir = nodeAt(root, parentOf(p), true)!
+        dir.kids = undefined
+        dir.opaque = true
+      } else if (name.startsWith(WHITEOUT_PREFIX)) {
+        const gone = (parentOf(p) ? parentOf(p) + '/' : '') + name.slice(WHITEOUT_PREFIX.length)
+        const n = nodeAt(root, gone, true)!
+        n.kids = undefined
+        n.opaque = false
+        n.m = { header: { ...e, name: Buffer.from(gone, 'latin1') }, layer, index: e.index, whiteout: true }
+      }
+    }
+    for (const e of entries) {
+      const p = e.name.toString('latin1')
+      if (p === '' || baseName(p).startsWith(WHITEOUT_PREFIX)) continue
+      const n = nodeAt(root, p, true)!
+      const before = n.m
+      if (e.type === '5') {
+        // A directory over something this merge deleted or replaced must hide the base's copy.
+        if (before && (before.whiteout || before.header.type !== '5')) n.opaque = true
+        n.m = { header: e, layer, index: e.index }
+        continue
+      }
+      n.kids = undefined
+      n.opaque = false
+      n.m = { header: e, layer, index: e.index }
+      if (e.type === '1') {
+        // Links come after their target in a tar; the target's node holds the version the link
+        // shares, from this layer or an earlier one. A link to a base file stays a link.
+        const target = nodeAt(root, e.linkname.toString('latin1'), false)?.m
+        if (target && !target.whiteout && (target.header.type === '0' || target.content)) {
+          n.m = {
+            header: { ...target.header, name: e.name },
+            layer,
+            index: e.index,
+            content: target.content ?? { layer: target.layer, index: target.index },
+          }
+        }
+      }
+    }
+  }
+  return layerOrder(root, base)
+}
+
+const KIND: Record<string, LayerEntry['kind']> = {
+  '0': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
+}
+
+function toEntry(m: Merged): LayerEntry | null {
+  const h = m.header
+  if (m.whiteout) return whiteoutEntry(h.name)
+  const kind = m.content ? 'file' : KIND[h.type]
+  if (!kind) return null // sockets and unknown types: nothing a layer can hold
+  return {
+    path: h.name,
+    kind,
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    mtime: h.mtime,
+    size: kind === 'file' ? h.size : 0,
+    linkname: kind === 'symlink' || kind === 'hardlink' ? h.linkname : undefined,
+    devmajor: kind === 'char' || kind === 'block' ? h.devmajor : undefined,
+    devminor: kind === 'char' || kind === 'block' ? h.devminor : undefined,
+    xattrs: h.xattrs.length ? h.xattrs : undefined,
+    sha256: kind === 'file' ? (h as IndexedEntry).sha256 : undefined,
+  }
+}
+
+/**
+ * The final order: every entry that carries no content, depth first by name (so directories
+ * precede their contents and an opaque marker follows its directory); then the files with
+ * content in the order the save stream delivers them; then the extra names of hardlinked files.
+ */
+function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
+  const meta: LayerEntry[] = []
+  type Group = { source: { layer: SavedLayer; index: number }; members: Array<[Buffer, Merged]> }
+  const groups = new Map<string, Group>()
+  const walk = (n: Node, path: string): void => {
+    const m = n.m
+    if (m && !m.whiteout && (m.header.type === '0' || m.content) && m.header.size > 0) {
+      const source = m.content ?? { layer: m.layer, index: m.index }
+      const key = `${source.layer.member}#${source.index}`
+      const g = groups.get(key) ?? { source, members: [] }
+      g.members.push([Buffer.from(path, 'latin1'), m])
+      groups.set(key, g)
+    } else if (m && !(m.whiteout && base && !base.has(path))) {
+      const e = toEntry(m)
+      if (e) meta.push(e)
+    }
+    if (n.opaque && (path === '' || m?.header.type === '5') && (!base || base.hasUnder(path))) {
+      meta.push({ ...whiteoutEntry(Buffer.from(path, 'latin1')), kind: 'opaque' })
+    }
+    for (const k of [...(n.kids?.keys() ?? [])].sort()) walk(n.kids!.get(k)!, path ? `${path}/${k}` : k)
+  }
+  walk(root, '')
+
+  const content: LayerEntry[] = []
+  const links: LayerEntry[] = []
+  const ordered = [...groups.values()].sort(
+    (a, b) => a.source.layer.position - b.source.layer.position || a.source.index - b.source.index,
+  )
+  for (const g of ordered) {
+    // Members are in walk order already; the first carries the content.
+    const [[firstPath, first], ...rest] = g.members
+    const e = toEntry({ ...first, content: first.content ?? { layer: first.layer, index: first.index } })!
+    content.push({ ...e, path: firstPath, from: { member: g.source.layer.member, index: g.source.index } })
+    for (const [p] of rest) {
+      links.push({ path: p, kind: 'hardlink', linkname: firstPath, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, size: 0 })
+    }
+  }
+  links.sort((a, b) => Buffer.compare(a.path, b.path))
+  return [...meta, ...content, ...links]
+}
