@@ -6,7 +6,7 @@ import { mkdir, copyFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { connect, parseRegistryRef, type ConnectOptions } from '../../../src/registry/index.js'
 import { makePki, startRegistry, startTokenServer, tempDir, type Pki, type TestRegistry, type TokenServer } from '../../helpers/registry.js'
-import { makeImage, pushImage, sha } from './image.js'
+import { makeImage, pushImage, sha } from '../../helpers/registry-image.js'
 
 const fast: ConnectOptions = { retries: { attempts: 2, baseMillis: 50, maxMillis: 2000 } }
 

@@ -10,7 +10,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { connect, parseRegistryRef, parseManifest, findPlatform, MEDIA_TYPES, sha256, type RegistryClient, type ConnectOptions } from '../../../src/registry/index.js'
 import { startRegistry, startCuttingProxy, freePort, type TestRegistry } from '../../helpers/registry.js'
-import { makeImage, pushImage, sha } from './image.js'
+import { makeImage, pushImage, sha } from '../../helpers/registry-image.js'
 
 const fast: ConnectOptions = { retries: { attempts: 3, baseMillis: 50, maxMillis: 2000 } }
 let reg: TestRegistry

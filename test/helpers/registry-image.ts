@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import { Readable } from 'node:stream'
 import tar from 'tar-stream'
-import { MEDIA_TYPES, type RegistryClient } from '../../../src/registry/index.js'
+import { MEDIA_TYPES, type RegistryClient } from '../../src/registry/index.js'
 
 export interface TestImage {
   layers: Buffer[]
