@@ -199,7 +199,7 @@ export function markdown(d: ReportData): string {
       `| \`${i.ref}\` | ${i.layers} | ${mb(i.sizeB)} MB | ${mb(i.sizeB - i.baseSizeB)} MB | ${mb(i.flatLayerB)} MB | ${i.defaultMethod} | ${i.description} |`,
     )
   }
-  const base = d.images[0]
+  const base = d.images.at(0)
   if (base) out.push(`\nBase of all of them: \`${base.baseRef}\`, ${mb(base.baseSizeB)} MB, one layer (debootstrap --variant=minbase bookworm, docker import).`)
   out.push('')
   out.push('## Results')
@@ -280,6 +280,7 @@ function stageBreakdown(d: ReportData): string[] {
       const runs = okRuns(d, i.key, c.key).filter((r) => r.timings)
       if (!runs.length) continue
       const stages = Object.keys(runs[0].timings ?? {})
+      // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- runs is not empty (checked above), so stats has a median
       const parts = stages.map((st) => `${st} ${seconds(stats(runs.map((r) => r.timings?.[st] ?? 0))!.median)} s`)
       lines.push(`- ${i.key}, ${c.label}: ${parts.join(', ')}`)
     }

@@ -148,8 +148,10 @@ async function main(): Promise<void> {
         defaultMethod: await defaultMethod(r),
       })
       await save()
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a signal handler sets stopping while this awaits
       for (let round = 1; round <= config.rounds && !stopping; round++) {
         for (const cmd of commands) {
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- as above
           if (stopping) break
           await cmd.prepare(r)
           await settle(config.settleS)
@@ -204,6 +206,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  log(`bench failed: ${(e as Error)?.stack ?? String(e)}`)
+  log(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
   process.exitCode = 1
 })

@@ -32,6 +32,9 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "setup.sh: dockerd did not come up" >&2; tail -20 /var/log/dflatten-dockerd.log >&2; exit 1; }
 fi
+# The registry tests start real registries (docker-registry, skopeo, TLS, htpasswd).
+bash scripts/registry-deps.sh
+
 driver=$(docker info --format '{{.Driver}}')
 [ "$driver" = overlay2 ] || echo "setup.sh: note: the daemon uses $driver, not overlay2" >&2
 

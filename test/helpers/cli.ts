@@ -15,7 +15,7 @@ export interface CliResult {
 
 export async function dflatten(args: string[], opts: { env?: Record<string, string> } = {}): Promise<CliResult> {
   const r = await execa(BIN, args, { reject: false, env: opts.env })
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr }
 }
 
 /** Start the CLI without waiting, to signal it mid-run. */
@@ -27,7 +27,7 @@ export function spawnDflatten(args: string[]): ResultPromise {
 export async function chain(stages: string[], env?: Record<string, string>): Promise<CliResult> {
   const cmd = stages.map((s) => `${BIN} ${s}`).join(' | ')
   const r = await execa('bash', ['-o', 'pipefail', '-c', cmd], { reject: false, env })
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr }
 }
 
 /** A dflatten work dir in a mount table line: mkdtemp's `dflatten-` plus six characters. */

@@ -31,7 +31,8 @@ export interface ImageInspect {
   RepoTags: string[] | null
   Parent: string
   Created: string
-  Author: string
+  /** Absent on some stores (it is empty when nothing set it). */
+  Author?: string
   Os: string
   Architecture: string
   Variant?: string
@@ -63,7 +64,7 @@ export async function imageId(ref: string): Promise<string> {
 
 export async function inspect(ref: string): Promise<ImageInspect> {
   const out = JSON.parse(await docker(['image', 'inspect', ref])) as ImageInspect[]
-  const first = out[0]
+  const first = out.at(0)
   if (first === undefined) throw new Error(`docker image inspect ${ref}: no result`)
   return first
 }

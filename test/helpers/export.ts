@@ -66,7 +66,7 @@ export function display(path: string): string {
   } catch {
     text = null
   }
-  // eslint-disable-next-line no-control-regex
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this looks for
   if (text !== null && !/[\u0000-\u001f\u007f]/.test(text) && text.trim() === text) return text
   if (text !== null) return JSON.stringify(text)
   let out = ''
@@ -148,7 +148,7 @@ function entryType(t: string): FsType | 'link' {
     case 'fifo':
       return t
     default:
-      throw new Error(`unexpected tar entry type ${String(t)}`)
+      throw new Error(`unexpected tar entry type ${t}`)
   }
 }
 
@@ -182,15 +182,15 @@ export async function readTar(stream: NodeJS.ReadableStream): Promise<FsMap> {
     map.set(path, {
       path,
       type,
-      mode: (h.mode ?? 0) & 0o7777,
-      uid: paxNumber(h.pax, 'uid', h.uid ?? 0),
-      gid: paxNumber(h.pax, 'gid', h.gid ?? 0),
-      size: type === 'file' ? (h.size ?? 0) : 0,
-      mtime: paxNumber(h.pax, 'mtime', Math.floor((h.mtime?.getTime() ?? 0) / 1000)),
+      mode: h.mode & 0o7777,
+      uid: paxNumber(h.pax, 'uid', h.uid),
+      gid: paxNumber(h.pax, 'gid', h.gid),
+      size: type === 'file' ? h.size : 0,
+      mtime: paxNumber(h.pax, 'mtime', Math.floor(h.mtime.getTime() / 1000)),
       sha256: type === 'file' ? hash.digest('hex') : null,
       linkname: type === 'symlink' ? (h.linkname ?? '') : null,
-      devmajor: isDevice ? (h.devmajor ?? 0) : null,
-      devminor: isDevice ? (h.devminor ?? 0) : null,
+      devmajor: isDevice ? h.devmajor : null,
+      devminor: isDevice ? h.devminor : null,
       xattrs,
       hardlinks: null,
     })
@@ -225,7 +225,7 @@ export async function exportFs(ref: string): Promise<FsMap> {
   try {
     const proc = execa('docker', ['export', id], { buffer: false, stdout: 'pipe', stderr: 'pipe' })
     let stderr = ''
-    proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     const [map] = await Promise.all([
       readTar(proc.stdout as NodeJS.ReadableStream),
       proc.catch((err: unknown) => {
@@ -270,7 +270,7 @@ export function compareFs(a: FsMap, b: FsMap, opts: CompareOptions = {}): string
   // When a whole directory exists on one side only, report it once with a count.
   let skipUnder: string | null = null
   for (let i = 0; i < paths.length; i++) {
-    const p = paths[i] as string
+    const p = paths[i]
     if (skipUnder !== null && under(p, skipUnder)) continue
     skipUnder = null
     const x = a.get(p)
@@ -281,8 +281,8 @@ export function compareFs(a: FsMap, b: FsMap, opts: CompareOptions = {}): string
       let below = 0
       if (e.type === 'directory') {
         const inOther = x === undefined ? a : b
-        for (let j = i + 1; j < paths.length && under(paths[j] as string, p); j++) {
-          if (!inOther.has(paths[j] as string)) below++
+        for (let j = i + 1; j < paths.length && under(paths[j], p); j++) {
+          if (!inOther.has(paths[j])) below++
         }
         skipUnder = p
       }

@@ -3,6 +3,7 @@
  * layers that only do what a real build step can leave behind. Methods are checked against it.
  */
 import type { LayerEntry } from '../../src/entry.js'
+import { must } from './must.js'
 
 export type Node = { type: 'dir' | 'file' | 'symlink'; content?: string }
 export type Fs = Map<string, Node>
@@ -25,7 +26,7 @@ export function apply(fs: Fs, layer: Array<{ name: string; type: string; content
       fs.set(e.name, { type: 'dir' })
     } else {
       drop(e.name, true)
-      if (e.type === 'link') fs.set(e.name, { ...fs.get(e.link!)! })
+      if (e.type === 'link') fs.set(e.name, { ...must(fs.get(must(e.link, 'a link target')), `${e.link} in the model`) })
       else fs.set(e.name, { type: e.type as 'file' | 'symlink', content: e.content })
     }
   }
@@ -50,7 +51,7 @@ export function randomLayer(fs: Fs, r: () => number, tag: string) {
     if (touched.has(p) || [...touched].some((t) => p.startsWith(t + '/') || t.startsWith(p + '/'))) continue
     touched.add(p)
     const parents = p.split('/').slice(0, -1).map((_, j, a) => a.slice(0, j + 1).join('/'))
-    if (parents.some((q) => fs.has(q) && fs.get(q)!.type !== 'dir')) continue
+    if (parents.some((q) => fs.has(q) && fs.get(q)?.type !== 'dir')) continue
     for (const q of parents) out.push({ name: q, type: 'dir' })
     const roll = r()
     const dir = p.includes('/') ? p.slice(0, p.lastIndexOf('/') + 1) : ''
@@ -88,8 +89,8 @@ export function asModel(e: LayerEntry, content: string | undefined): ModelEntry 
   const p = e.path.toString()
   if (e.kind === 'whiteout') return { name: whiteName(p), type: 'file' }
   if (e.kind === 'opaque') return { name: opqName(p), type: 'file' }
-  if (e.kind === 'hardlink') return { name: p, type: 'link', link: e.linkname!.toString() }
-  if (e.kind === 'symlink') return { name: p, type: 'symlink', content: e.linkname!.toString() }
+  if (e.kind === 'hardlink') return { name: p, type: 'link', link: must(e.linkname, 'a hardlink target').toString() }
+  if (e.kind === 'symlink') return { name: p, type: 'symlink', content: must(e.linkname, 'a symlink target').toString() }
   return { name: p, type: e.kind, content }
 }
 

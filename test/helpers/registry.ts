@@ -25,7 +25,10 @@ async function waitForPort(port: number, ms: number, alive: () => boolean): Prom
     if (!alive()) throw new Error('the registry exited while starting')
     const ok = await new Promise<boolean>((r) => {
       const s = tcpConnect(port, '127.0.0.1')
-      s.once('connect', () => (s.destroy(), r(true)))
+      s.once('connect', () => {
+        s.destroy()
+        r(true)
+      })
       s.once('error', () => r(false))
     })
     if (ok) return
@@ -133,6 +136,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
       if (!exited) {
         proc.kill('SIGTERM')
         await Promise.race([proc, new Promise((r) => setTimeout(r, 5000))])
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the exit handler sets it while this awaits
         if (!exited) proc.kill('SIGKILL')
         await proc
       }
@@ -191,21 +195,22 @@ export async function startTokenServer(opts: {
       req.on('data', (d: Buffer) => (s += d.toString()))
       req.on('end', () => r(s))
     })
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: a failure here is an unhandled rejection, which fails the run loudly
   const server: Server = createHttpServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x')
     const reply = (status: number, json: unknown): void => {
       res.writeHead(status, { 'content-type': 'application/json' })
       res.end(JSON.stringify(json))
     }
-    if (url.pathname !== '/token') return reply(404, {})
-    if (url.searchParams.get('service') !== opts.service && req.method === 'GET') return reply(400, { error: 'bad service' })
+    if (url.pathname !== '/token') { reply(404, {}); return; }
+    if (url.searchParams.get('service') !== opts.service && req.method === 'GET') { reply(400, { error: 'bad service' }); return; }
     if (req.method === 'POST') {
       const form = new URLSearchParams(await body(req))
       const user = opts.refreshTokens?.[form.get('refresh_token') ?? '']
       const scopes = (form.get('scope') ?? '').split(' ').filter(Boolean)
       requests.push({ scopes, user, method: 'POST' })
-      if (form.get('grant_type') !== 'refresh_token' || !user) return reply(401, { error: 'invalid_grant' })
-      return reply(200, { access_token: sign(user, grant(scopes, user)), expires_in: 300 })
+      if (form.get('grant_type') !== 'refresh_token' || !user) { reply(401, { error: 'invalid_grant' }); return; }
+      reply(200, { access_token: sign(user, grant(scopes, user)), expires_in: 300 }); return;
     }
     const scopes = url.searchParams.getAll('scope')
     let user: string | undefined
@@ -214,7 +219,7 @@ export async function startTokenServer(opts: {
       const [u, p] = Buffer.from(auth.slice(6), 'base64').toString().split(':')
       if (opts.users[u] !== p) {
         requests.push({ scopes, user: u, method: 'GET' })
-        return reply(401, { error: 'wrong credentials' })
+        reply(401, { error: 'wrong credentials' }); return;
       }
       user = u
     }

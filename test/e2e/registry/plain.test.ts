@@ -1,22 +1,22 @@
 // The client against a real registry over plain HTTP on 127.0.0.1: push and read back, HEAD
 // skips, cross-repository mounts, a large streamed upload with flat memory, Content-Range
 // chunks, cancelled uploads, indexes, and the failures that must each be one line.
-import t, { type Tap } from 'tap'
+import t, { type Test } from 'tap'
 import { Readable } from 'node:stream'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { connect, parseRegistryRef, parseManifest, findPlatform, MEDIA_TYPES, sha256, type RegistryClient, type ConnectOptions } from '../../src/registry/index.js'
-import { startRegistry, startCuttingProxy, freePort, type TestRegistry } from '../helpers/registry.js'
-import { makeImage, pushImage, sha } from './image.js'
+import { connect, parseRegistryRef, parseManifest, findPlatform, MEDIA_TYPES, sha256, type RegistryClient, type ConnectOptions } from '../../../src/registry/index.js'
+import { startRegistry, startCuttingProxy, freePort, type TestRegistry } from '../../helpers/registry.js'
+import { makeImage, pushImage, sha } from '../../helpers/registry-image.js'
 
 const fast: ConnectOptions = { retries: { attempts: 3, baseMillis: 50, maxMillis: 2000 } }
 let reg: TestRegistry
 const open = (path: string, opts: ConnectOptions = {}): Promise<RegistryClient> => connect(parseRegistryRef(`docker://${reg.host}/${path}`), { ...fast, ...opts })
 /** The promise fails with a DflattenError of `code` whose message is one line matching `re`. */
-async function failsWith(t: Tap.Test, p: Promise<unknown>, code: string, re: RegExp): Promise<void> {
+async function failsWith(t: Test, p: Promise<unknown>, code: string, re: RegExp): Promise<void> {
   try {
     await p
     t.fail(`expected a ${code} error`)

@@ -1,9 +1,9 @@
 // Interrupting a flatten at each point leaves the host as it was: no mounts, no work dirs, no
 // result tagged. After kill -9, `dflatten cleanup` removes what was left, and only that.
 import t from 'tap'
-import { buildBulk, buildLarge } from './helpers/images.js'
-import { imageExists, removeImage } from './helpers/docker.js'
-import { chain, dflatten, leftovers, spawnDflatten, waitFor, WORK_DIR } from './helpers/cli.js'
+import { buildBulk, buildLarge } from '../helpers/images.js'
+import { imageExists, removeImage } from '../helpers/docker.js'
+import { chain, dflatten, leftovers, spawnDflatten, waitFor, WORK_DIR } from '../helpers/cli.js'
 import { readFile } from 'node:fs/promises'
 
 const bulk = await buildBulk()

@@ -5,9 +5,9 @@ import t from 'tap'
 import { execa } from 'execa'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { connect, parseRegistryRef, parseManifest, MEDIA_TYPES, type RegistryClient } from '../../src/registry/index.js'
-import { startRegistry, tempDir, type TestRegistry } from '../helpers/registry.js'
-import { makeImage, pushImage, sha } from './image.js'
+import { connect, parseRegistryRef, parseManifest, MEDIA_TYPES, type RegistryClient } from '../../../src/registry/index.js'
+import { startRegistry, tempDir, type TestRegistry } from '../../helpers/registry.js'
+import { makeImage, pushImage, sha } from '../../helpers/registry-image.js'
 
 let reg: TestRegistry
 let dir: string

@@ -1,9 +1,9 @@
 // The method registry, without a daemon: names, auto's choice and its reasons, refusals, and
 // the settings that change the cache marker.
 import t from 'tap'
-import { allMethods, getMethod, methodNames, pickMethod } from '../src/methods/index.js'
-import { isDflattenError } from '../src/errors.js'
-import type { DaemonInfo, ImageInspect } from '../src/docker.js'
+import { allMethods, getMethod, methodNames, pickMethod } from '../../src/methods/index.js'
+import { isDflattenError } from '../../src/errors.js'
+import type { DaemonInfo, ImageInspect } from '../../src/docker.js'
 
 const source = { Id: 'sha256:' + 'a'.repeat(64), GraphDriver: { Name: 'vfs', Data: null }, RootFS: { Type: 'layers', Layers: [] } } as unknown as ImageInspect
 const info: DaemonInfo = { driver: 'vfs', dockerRoot: '/var/lib/docker', serverVersion: '20.10', containerdStore: false, remote: false }

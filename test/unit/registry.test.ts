@@ -107,7 +107,7 @@ t.test('5xx is retried within bounds; a streamed body is not sent twice', async 
       return req.on('end', () => res.writeHead(503).end())
     }
     if (req.method === 'DELETE') return res.writeHead(204).end()
-    res.writeHead(404).end()
+    return res.writeHead(404).end()
   })
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
   t.teardown(() => new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r()))))

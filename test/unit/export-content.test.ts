@@ -3,11 +3,11 @@
 // than the last file needed.
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { layerStream } from '../src/layer-tar.js'
-import { ExportContent, exportCanSupply, hiddenInContainers } from '../src/methods/save/export.js'
-import { mergeLayers } from '../src/methods/save/merge.js'
-import type { IndexedEntry, SavedLayer } from '../src/methods/save/first-pass.js'
-import type { LayerEntry } from '../src/entry.js'
+import { layerStream } from '../../src/layer-tar.js'
+import { ExportContent, exportCanSupply, hiddenInContainers } from '../../src/methods/save/export.js'
+import { mergeLayers } from '../../src/methods/save/merge.js'
+import type { IndexedEntry, SavedLayer } from '../../src/methods/save/first-pass.js'
+import type { LayerEntry } from '../../src/entry.js'
 
 const digest = (s: string): string => createHash('sha256').update(s).digest('base64')
 
@@ -16,9 +16,12 @@ function file(path: string, content: string): LayerEntry & { content: string } {
 }
 
 /** A tar as an export streams it: entries in walk order, files with their content. */
-async function bytes(entries: LayerEntry[], content?: (e: LayerEntry) => Iterable<Buffer>): Promise<Buffer> {
+async function bytes(entries: Array<LayerEntry & { content?: string }>): Promise<Buffer> {
+  async function* content(e: LayerEntry & { content?: string }): AsyncGenerator<Buffer> {
+    yield Buffer.from(e.content ?? '')
+  }
   const out: Buffer[] = []
-  for await (const c of layerStream(entries, content ?? ((e) => [Buffer.from((e as LayerEntry & { content: string }).content)]))) out.push(c)
+  for await (const c of layerStream(entries, content)) out.push(c as Buffer)
   return Buffer.concat(out)
 }
 

@@ -6,20 +6,21 @@
 import t from 'tap'
 import { execa } from 'execa'
 import { fileURLToPath } from 'node:url'
-import { buildCorner, buildSimple } from './helpers/images.js'
-import { inspect, removeImage } from './helpers/docker.js'
-import { compareFs, configOf, exportFs } from './helpers/export.js'
-import { dflatten, leftovers } from './helpers/cli.js'
+import { buildCorner, buildSimple } from '../helpers/images.js'
+import { inspect, removeImage } from '../helpers/docker.js'
+import { compareFs, configOf, exportFs } from '../helpers/export.js'
+import { dflatten, leftovers } from '../helpers/cli.js'
+import { must } from '../helpers/must.js'
 
-const SCRIPT = fileURLToPath(new URL('../scripts/docker26.sh', import.meta.url))
+const SCRIPT = fileURLToPath(new URL('../../scripts/docker26.sh', import.meta.url))
 
 if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
   t.comment('DFLATTEN_SKIP_DOCKER26=1: Docker 26 daemons left out')
 } else {
   const start = await execa('bash', [SCRIPT, 'start'], { reject: false })
-  t.equal(start.exitCode, 0, `docker26.sh start: ${String(start.stderr).split('\n').slice(-3).join(' ')}`)
+  t.equal(start.exitCode, 0, `docker26.sh start: ${start.stderr.split('\n').slice(-3).join(' ')}`)
   const hosts = Object.fromEntries(
-    [...String(start.stdout).matchAll(/export (\w+)=(\S+)/g)].map((m) => [m[1], m[2]]),
+    [...start.stdout.matchAll(/export (\w+)=(\S+)/g)].map((m) => [m[1], m[2]]),
   ) as Record<string, string>
 
   const daemons: Array<[string, string | undefined, string[], string[]]> = [
@@ -36,7 +37,7 @@ if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
         if (saved === undefined) delete process.env.DOCKER_HOST
         else process.env.DOCKER_HOST = saved
       })
-      const env = { DOCKER_HOST: host! }
+      const env = { DOCKER_HOST: must(host, 'the daemon address') }
       const images = [await buildSimple(), await buildCorner()]
       for (const ref of images) {
         const original = await exportFs(ref)

@@ -16,9 +16,9 @@ import {
   finished,
   inspectImage,
   useDockerCommand,
-} from '../src/docker.js'
-import { loadStage } from '../src/stages/load.js'
-import { isDflattenError } from '../src/errors.js'
+} from '../../src/docker.js'
+import { loadStage } from '../../src/stages/load.js'
+import { isDflattenError } from '../../src/errors.js'
 
 const dir = await mkdtemp(join(tmpdir(), 'dflatten-test-cli-'))
 t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -135,7 +135,9 @@ t.test('a daemon that is not there: daemon-down, from a stream too', async (t) =
   const s = dockerSave('any')
   await t.rejects(
     (async () => {
-      for await (const _ of s.stdout) void _
+      for await (const _ of s.stdout) {
+        // read to the end
+      }
     })(),
     { code: 'daemon-down', message: /^the Docker daemon is not reachable: Cannot connect/ },
   )
@@ -161,7 +163,7 @@ t.test('docker load that succeeds: finishes after the load, tags after the whole
 
 t.test('docker load that rejects the archive: its words, and no tag', async (t) => {
   process.env.FAKE_LOAD = 'reject'
-  useDockerCommand(join(import.meta.dirname, 'fixtures', 'fake-docker.sh'))
+  useDockerCommand(join(import.meta.dirname, '../fixtures', 'fake-docker.sh'))
   t.teardown(() => {
     delete process.env.FAKE_LOAD
     useDockerCommand(fake)
@@ -176,7 +178,7 @@ t.test('docker load that rejects the archive: its words, and no tag', async (t) 
 
 t.test('docker load that dies part way gives its reason, not EPIPE', async (t) => {
   process.env.FAKE_LOAD = 'daemon-dies'
-  useDockerCommand(join(import.meta.dirname, 'fixtures', 'fake-docker.sh'))
+  useDockerCommand(join(import.meta.dirname, '../fixtures', 'fake-docker.sh'))
   t.teardown(() => {
     delete process.env.FAKE_LOAD
     useDockerCommand(fake)
@@ -239,7 +241,9 @@ t.test('a docker CLI that is not there: tool-missing, for commands and streams',
   const s = dockerSave('any')
   await t.rejects(
     (async () => {
-      for await (const _ of s.stdout) void _
+      for await (const _ of s.stdout) {
+        // read to the end
+      }
     })(),
     { code: 'tool-missing' },
   )

@@ -1,16 +1,17 @@
 // The save method's pieces without a daemon: the tar reader (round trip with our writer, and
 // hostile input), and the layer merge, checked against a model of how a daemon applies layers.
 import t from 'tap'
-import { readTar, cleanMemberName, TarParser, type TarHeader } from '../src/tar/index.js'
-import { FileDigest } from '../src/methods/save/digest.js'
-import { layerStream } from '../src/layer-tar.js'
-import { BaseContent, indexSave, savedImage, type IndexedEntry, type SavedLayer } from '../src/methods/save/first-pass.js'
-import { mergeLayers } from '../src/methods/save/merge.js'
+import { readTar, cleanMemberName, TarParser, type TarHeader } from '../../src/tar/index.js'
+import { FileDigest } from '../../src/methods/save/digest.js'
+import { layerStream } from '../../src/layer-tar.js'
+import { BaseContent, indexSave, savedImage, type IndexedEntry, type SavedLayer } from '../../src/methods/save/first-pass.js'
+import { mergeLayers } from '../../src/methods/save/merge.js'
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import tar from 'tar-stream'
-import type { LayerEntry } from '../src/entry.js'
-import { apply, asModel, randomLayer, rng, show, type Fs } from './helpers/model.js'
+import type { LayerEntry } from '../../src/entry.js'
+import { apply, asModel, randomLayer, rng, show, type Fs } from '../helpers/model.js'
+import { must } from '../helpers/must.js'
 
 async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -121,7 +122,7 @@ const pax = (key: string, value: string): Buffer => {
   const body = ` ${key}=${value}\n`
   let len = body.length + 1
   while (String(len).length + body.length !== len) len = String(len).length + body.length
-  return Buffer.from(len + body, 'latin1')
+  return Buffer.from(String(len) + body, 'latin1')
 }
 
 /** Every kind of record the readers know: ustar, PAX (local and global), GNU long names, content. */
@@ -136,7 +137,7 @@ async function mixedArchive(): Promise<Buffer> {
     mtime: 1000 + i,
     size: c.length,
   }))
-  const written = await collect(layerStream([...sample, ...files], (e) => [contents[files.indexOf(e)]] as unknown as AsyncIterable<Buffer>))
+  const written = await collect(layerStream([...sample, ...files], (e) => from([contents[files.indexOf(e)]])))
   const body = written.subarray(0, written.length - 1024) // without the end-of-archive blocks
   const long = 'L/'.repeat(120) + 'gnu'
   return Buffer.concat([
@@ -159,6 +160,7 @@ interface Seen {
 async function pulled(chunks: AsyncIterable<Buffer>): Promise<Seen[]> {
   const out: Seen[] = []
   for await (const e of readTar(chunks)) {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- the methods are left out, never called
     const { body: _b, skip: _s, ...header } = e
     out.push({ header, content: await collect(e.body()) })
   }
@@ -230,6 +232,7 @@ async function pulledUntil(chunks: Buffer[]): Promise<{ names: string[]; error?:
 async function pulledPartly(chunks: AsyncIterable<Buffer>, pieces: number): Promise<TarHeader[]> {
   const out: TarHeader[] = []
   for await (const e of readTar(chunks)) {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- the methods are left out, never called
     const { body: _b, skip: _s, ...header } = e
     out.push(header)
     if (pieces === 0) continue
@@ -243,11 +246,11 @@ t.test('the pull API reads what the push parser reads, however the bytes are spl
   const tar = await mixedArchive()
   const want = pushed([tar])
   t.equal(want.length, sample.length + 6 + 2, 'every entry, the GNU ones included')
-  t.equal(want.at(-2)!.header.name.toString(), 'L/'.repeat(120) + 'gnu', 'a GNU long name applies to the next entry')
-  t.match(want.at(-2)!.header.linkname.toString(), /^target\/k+$/)
-  t.equal(want.at(-1)!.header.name.toString(), 'gnu-file', 'and to that entry only')
+  t.equal(must(want.at(-2), 'the GNU long-name entry').header.name.toString(), 'L/'.repeat(120) + 'gnu', 'a GNU long name applies to the next entry')
+  t.match(must(want.at(-2), 'the GNU long-name entry').header.linkname.toString(), /^target\/k+$/)
+  t.equal(must(want.at(-1), 'the last entry').header.name.toString(), 'gnu-file', 'and to that entry only')
   t.same(new Set(want.map((e) => e.header.uid)), new Set([4242]), 'a global PAX record applies to every entry after it')
-  t.same(want.at(-3)!.content, Buffer.alloc(70000, 70000 % 251), 'content across many blocks')
+  t.same(must(want.at(-3), 'the 70000-byte file').content, Buffer.alloc(70000, 70000 % 251), 'content across many blocks')
   for (const size of [1, 3, 511, 512, 513, 777, 4096, tar.length]) {
     t.same(pushed(split(tar, size)), want, `push: pieces of ${size} bytes`)
     t.same(await pulled(from(split(tar, size))), want, `pull: pieces of ${size} bytes`)
@@ -374,7 +377,8 @@ async function saveArchive(layers: Buffer[], diffIds: string[]): Promise<Buffer>
   pack.entry({ name: 'cfg.json' }, Buffer.from(JSON.stringify({ rootfs: { type: 'layers', diff_ids: diffIds } })))
   pack.entry({ name: 'manifest.json' }, Buffer.from(JSON.stringify([{ Config: 'cfg.json', Layers: layers.map((_, i) => `${'abc'[i]}${i}/layer.tar`) }])))
   pack.finalize()
-  return collect(pack)
+  // tar-stream's pack is a Readable of Buffers; its type says only `unknown` chunks.
+  return collect(pack as AsyncIterable<Buffer>)
 }
 
 t.test('pass 1 learns which blob is which layer from the manifest and the config', async (t) => {
@@ -387,7 +391,7 @@ t.test('pass 1 learns which blob is which layer from the manifest and the config
   for (const [what, blob] of [['plain', top], ['gzip', gzipSync(top)]] as const) {
     const index = await indexSave(from([await saveArchive([base, blob], ids)]), new Set([ids[1]]), new Set([ids[0]]))
     t.same([...index.entries.keys()], [ids[1]], `${what}: the layer above the base is kept`)
-    t.same(index.entries.get(ids[1])!.map((e) => [e.name.toString(), e.sha256]), [['app/top', createHash('sha256').update('top').digest('base64')]])
+    t.same(must(index.entries.get(ids[1]), 'the kept layer').map((e) => [e.name.toString(), e.sha256]), [['app/top', createHash('sha256').update('top').digest('base64')]])
     t.ok(index.base.has('etc/base') && !index.base.has('app/top'), `${what}: the base's paths are known`)
     t.same(savedImage(index).layers.map((l) => [l.diffId, l.descriptor.digest]), [[ids[0], ids[0]], [ids[1], what === 'plain' ? ids[1] : sha(blob)]])
   }
@@ -430,13 +434,13 @@ t.test('cleaning a member name: the shortcut for names already clean agrees with
 function asIndexed(layer: ReturnType<typeof randomLayer>): IndexedEntry[] {
   return layer.map((e, index) => ({
     name: Buffer.from(e.name),
-    type: { dir: '5', file: '0', symlink: '2', link: '1' }[e.type]!,
+    type: must({ dir: '5', file: '0', symlink: '2', link: '1' }[e.type], `a tar type for ${e.type}`),
     mode: 0o644,
     uid: 0,
     gid: 0,
     size: e.type === 'file' ? 1 : 0,
     mtime: 0,
-    linkname: Buffer.from(e.type === 'symlink' ? e.content! : e.link ?? ''),
+    linkname: Buffer.from(e.type === 'symlink' ? must(e.content, 'a symlink target') : (e.link ?? '')),
     devmajor: 0,
     devminor: 0,
     xattrs: [],
@@ -466,9 +470,10 @@ t.test('merging layers has the same effect on any base as applying them one by o
     const merged = mergeLayers(layers, seed % 2 ? known : undefined)
     const flat = new Map(base)
     const contentOf = (e: LayerEntry): string | undefined => {
-      if (!e.from) return undefined
-      const l = layers.find((x) => x.layer.member === e.from!.member)!
-      return l.raw[e.from.index].content
+      const from = e.from
+      if (!from) return undefined
+      const l = must(layers.find((x) => x.layer.member === from.member), `layer ${from.member}`)
+      return l.raw[from.index].content
     }
     apply(flat, merged.map((e) => asModel(e, contentOf(e))))
     if (show(flat).join('\n') !== show(layered).join('\n')) {

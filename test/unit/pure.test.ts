@@ -1,12 +1,12 @@
 // Pure pieces: names, base choice, stage documents, getfattr parsing, stable JSON.
 import t from 'tap'
-import { defaultTarget, normaliseTarget, parseRef, sameName } from '../src/refs.js'
-import { nearestTaggedAncestor } from '../src/stages/resolve.js'
-import { expectDoc, DOC_VERSION } from '../src/plan.js'
-import { parseGetfattr } from '../src/xattrs.js'
-import { stableJson, fullyQualified } from '../src/image-archive.js'
-import { chainIds, parseLoadOutput } from '../src/docker.js'
-import type { ImageInspect } from '../src/docker.js'
+import { defaultTarget, normaliseTarget, parseRef, sameName } from '../../src/refs.js'
+import { nearestTaggedAncestor } from '../../src/stages/resolve.js'
+import { expectDoc, DOC_VERSION } from '../../src/plan.js'
+import { parseGetfattr } from '../../src/xattrs.js'
+import { stableJson, fullyQualified } from '../../src/image-archive.js'
+import { chainIds, parseLoadOutput } from '../../src/docker.js'
+import type { ImageInspect } from '../../src/docker.js'
 
 t.test('the default result name', async (t) => {
   t.equal(defaultTarget('app:1.0', []), 'app_flatten:1.0')

@@ -8,12 +8,12 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { dirname, join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { buildBulk, buildCorner, buildSimple } from './helpers/images.js'
-import { docker, imageExists, inspect, removeImage } from './helpers/docker.js'
-import { compareFs, exportFs } from './helpers/export.js'
-import { dflatten, leftovers, spawnDflatten, waitFor } from './helpers/cli.js'
+import { buildBulk, buildCorner, buildSimple } from '../helpers/images.js'
+import { docker, imageExists, inspect, removeImage } from '../helpers/docker.js'
+import { compareFs, exportFs } from '../helpers/export.js'
+import { dflatten, leftovers, spawnDflatten, waitFor } from '../helpers/cli.js'
 
-const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures')
+const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '../fixtures')
 const simple = await buildSimple()
 const corner = await buildCorner()
 const bulk = await buildBulk()

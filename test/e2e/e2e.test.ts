@@ -3,15 +3,15 @@
 // the same, the layers are the base's plus one, a second run comes from the cache, and the run
 // leaves no mount or work dir behind and Docker's own layer dirs exactly as they were.
 import t, { type Test } from 'tap'
-import { buildBase, buildCorner, buildHidden, buildManyLayers, buildSimple, HIDDEN_FILES } from './helpers/images.js'
-import { compareFs, configOf, exportFs } from './helpers/export.js'
-import { docker, imageExists, inspect, removeImage } from './helpers/docker.js'
-import { BIN, chain, dflatten, leftovers } from './helpers/cli.js'
+import { buildBase, buildCorner, buildHidden, buildManyLayers, buildSimple, HIDDEN_FILES } from '../helpers/images.js'
+import { compareFs, configOf, exportFs } from '../helpers/export.js'
+import { docker, imageExists, inspect, removeImage } from '../helpers/docker.js'
+import { BIN, chain, dflatten, leftovers } from '../helpers/cli.js'
 import { execa } from 'execa'
 import { lstat, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fingerprint, layerDirs } from './helpers/storage.js'
+import { fingerprint, layerDirs } from '../helpers/storage.js'
 
 const base = await buildBase()
 // 119 RUN steps over the one-layer base: 120 layers, close to Docker's limit of 125.
@@ -179,7 +179,7 @@ t.test('the stage commands piped by hand give the same image as the one-shot com
   // pack into a file (stdout is then a file, which Node never closes: the run must still end).
   await docker(['image', 'rm', 'dft-result-chain:1'])
   const toFile = await execa('bash', ['-o', 'pipefail', '-c', `${BIN} resolve ${ref} -t dft-result-chain:1 | ${BIN} mount | ${BIN} diff | ${BIN} pack > /tmp/dft-pack.tar`], { reject: false, timeout: 120_000 })
-  t.equal(toFile.exitCode, 0, String(toFile.stderr))
+  t.equal(toFile.exitCode, 0, toFile.stderr)
   await docker(['load', '-i', '/tmp/dft-pack.tar'])
   t.equal((await inspect('dft-result-chain:1')).Id, (await inspect('dft-result-oneshot:1')).Id, 'docker load of the packed file gives the same image')
   await clean(t)
@@ -190,11 +190,11 @@ t.test('the stage commands piped by hand give the same image as the one-shot com
 t.test('the save method packed twice by hand from one kept work dir leaves no container behind', async (t) => {
   const doc = '/tmp/dft-diffed-save.json'
   const diffed = await execa('bash', ['-o', 'pipefail', '-c', `${BIN} resolve ${images.simple} -m save | ${BIN} mount | ${BIN} diff > ${doc}`], { reject: false })
-  t.equal(diffed.exitCode, 0, String(diffed.stderr))
+  t.equal(diffed.exitCode, 0, diffed.stderr)
   const sizes: number[] = []
   for (let i = 0; i < 2; i++) {
     const packed = await execa('bash', ['-o', 'pipefail', '-c', `${BIN} pack --keep < ${doc} | wc -c`], { reject: false })
-    t.equal(packed.exitCode, 0, String(packed.stderr))
+    t.equal(packed.exitCode, 0, packed.stderr)
     sizes.push(Number(packed.stdout))
     t.same((await leftovers()).containers, [], `pack ${i + 1}: its export container is gone once read`)
   }
@@ -264,11 +264,11 @@ t.test('as a user who may use the docker socket but is not root, auto picks save
     reject: false,
     env: { HOME: '/tmp' },
   })
-  t.equal(r.exitCode, 0, String(r.stderr))
-  t.match(String(r.stderr), /method save: the overlay method cannot work: it must run as root/, 'auto says why it picked save')
+  t.equal(r.exitCode, 0, r.stderr)
+  t.match(r.stderr, /method save: the overlay method cannot work: it must run as root/, 'auto says why it picked save')
   t.same(compareFs(await exportFs(images.simple), await exportFs(target)), [], 'the result is right')
   const refused = await execa('runuser', ['-u', 'dft-user', '--', BIN, images.simple, '-t', target, '-m', 'overlay'], { reject: false })
   t.not(refused.exitCode, 0)
-  t.match(String(refused.stderr), /--method overlay cannot work here: it must run as root.*use --method save/)
+  t.match(refused.stderr, /--method overlay cannot work here: it must run as root.*use --method save/)
   await removeImage(target)
 })

@@ -5,20 +5,20 @@ import { execa } from 'execa'
 import { readFile, readdir } from 'node:fs/promises'
 import { dirname, join, relative, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { isDflattenError } from '../src/errors.js'
-import { allMethods } from '../src/methods/index.js'
-import { parseOptions, optionHelp, type OptionTable } from '../src/cli/options.js'
-import { FLATTEN_OPTIONS, USAGE, parseFlattenArgs } from '../src/cli/flatten.js'
-import { RESOLVE_HELP, RESOLVE_OPTIONS, parseResolveArgs } from '../src/cli/resolve.js'
-import { MOUNT_HELP, MOUNT_OPTIONS, parseMountArgs } from '../src/cli/mount.js'
-import { DIFF_HELP, DIFF_OPTIONS, parseDiffArgs } from '../src/cli/diff.js'
-import { PACK_HELP, PACK_OPTIONS, parsePackArgs } from '../src/cli/pack.js'
-import { LOAD_HELP, LOAD_OPTIONS, parseLoadArgs } from '../src/cli/load.js'
-import { CLEANUP_HELP, CLEANUP_OPTIONS, parseCleanupArgs } from '../src/cli/cleanup.js'
-import { methodChoice, methodNames } from '../src/cli/methods.js'
-import { settingsFromEnv } from '../src/cli/env.js'
-import { STAGE_COMMANDS } from '../src/cli/main.js'
-import { BIN } from './helpers/cli.js'
+import { isDflattenError } from '../../src/errors.js'
+import { allMethods } from '../../src/methods/index.js'
+import { optionHelp, type OptionTable } from '../../src/cli/options.js'
+import { FLATTEN_OPTIONS, USAGE, parseFlattenArgs } from '../../src/cli/flatten.js'
+import { RESOLVE_HELP, RESOLVE_OPTIONS, parseResolveArgs } from '../../src/cli/resolve.js'
+import { MOUNT_HELP, MOUNT_OPTIONS, parseMountArgs } from '../../src/cli/mount.js'
+import { DIFF_HELP, DIFF_OPTIONS, parseDiffArgs } from '../../src/cli/diff.js'
+import { PACK_HELP, PACK_OPTIONS, parsePackArgs } from '../../src/cli/pack.js'
+import { LOAD_HELP, LOAD_OPTIONS, parseLoadArgs } from '../../src/cli/load.js'
+import { CLEANUP_HELP, CLEANUP_OPTIONS, parseCleanupArgs } from '../../src/cli/cleanup.js'
+import { methodChoice, methodNames } from '../../src/cli/methods.js'
+import { settingsFromEnv } from '../../src/cli/env.js'
+import { STAGE_COMMANDS } from '../../src/cli/main.js'
+import { BIN } from '../helpers/cli.js'
 
 /** Assert that `fn` throws a usage error whose message matches. */
 function refuses(t: Test, fn: () => unknown, message: RegExp, what: string): void {
@@ -152,7 +152,7 @@ t.test('the environment maps onto settings, and only there', async (t) => {
   // No module in src but src/cli/env.ts reads the environment (the library's own readings are
   // tracked in issue 12; other helpers remove them).
   const here = dirname(fileURLToPath(import.meta.url))
-  for (const file of await sources(resolvePath(here, '../src/cli'))) {
+  for (const file of await sources(resolvePath(here, '../../src/cli'))) {
     const text = await readFile(file, 'utf8')
     if (!file.endsWith('/env.ts')) t.notMatch(text, /process\.env/, `${relative(here, file)} does not read process.env`)
   }
@@ -170,7 +170,7 @@ async function sources(dir: string): Promise<string[]> {
 }
 
 t.test('no import cycle in src', async (t) => {
-  const root = resolvePath(dirname(fileURLToPath(import.meta.url)), '../src')
+  const root = resolvePath(dirname(fileURLToPath(import.meta.url)), '../../src')
   const files = await sources(root)
   const graph = new Map<string, string[]>()
   for (const f of files) {
@@ -200,14 +200,14 @@ t.test('no import cycle in src', async (t) => {
 t.test('the executable: --help, --version and usage errors need no daemon', async (t) => {
   const run = async (args: string[], env: Record<string, string> = {}) => {
     const r = await execa(BIN, args, { reject: false, env, stdin: 'ignore' })
-    return { code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) }
+    return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr }
   }
   const help = await run(['--help'])
   t.equal(help.code, 0)
   t.equal(help.stdout.trim(), USAGE, 'dflatten --help prints the usage')
   const version = await run(['--version'])
   t.equal(version.code, 0)
-  const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   t.equal(version.stdout.trim(), `dflatten ${pkg.version}`)
   for (const [stage, text] of [['resolve', RESOLVE_HELP], ['pack', PACK_HELP], ['cleanup', CLEANUP_HELP]] as const) {
     const r = await run([stage, '--help'])

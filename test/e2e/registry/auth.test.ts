@@ -1,16 +1,16 @@
 // Authentication and TLS against real registries: TLS with a CA made here and htpasswd users
 // (Basic), and token auth with a token server here that signs RS256 JWTs (Bearer): cached per
 // scope, asked again once after a 401, refused credentials as one line.
-import t, { type Tap } from 'tap'
+import t, { type Test } from 'tap'
 import { mkdir, copyFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { connect, parseRegistryRef, type ConnectOptions } from '../../src/registry/index.js'
-import { makePki, startRegistry, startTokenServer, tempDir, type Pki, type TestRegistry, type TokenServer } from '../helpers/registry.js'
-import { makeImage, pushImage, sha } from './image.js'
+import { connect, parseRegistryRef, type ConnectOptions } from '../../../src/registry/index.js'
+import { makePki, startRegistry, startTokenServer, tempDir, type Pki, type TestRegistry, type TokenServer } from '../../helpers/registry.js'
+import { makeImage, pushImage, sha } from '../../helpers/registry-image.js'
 
 const fast: ConnectOptions = { retries: { attempts: 2, baseMillis: 50, maxMillis: 2000 } }
 
-async function failsWith(t: Tap.Test, p: Promise<unknown>, code: string, re: RegExp): Promise<void> {
+async function failsWith(t: Test, p: Promise<unknown>, code: string, re: RegExp): Promise<void> {
   try {
     await p
     t.fail(`expected a ${code} error`)

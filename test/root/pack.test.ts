@@ -6,11 +6,11 @@ import { execa } from 'execa'
 import { mkdtemp, mkdir, writeFile, symlink, link, lstat, readFile, readdir, rm, readlink, utimes } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { upperDirEntries } from '../src/methods/overlay-copy/copy.js'
-import { layerSize, layerStream, encodeHeader } from '../src/layer-tar.js'
-import { imageArchive } from '../src/image-archive.js'
-import { readTreeXattrs, readXattrsOf, withXattrs } from '../src/xattrs.js'
-import { readEntries, writeEntries, type LayerEntry } from '../src/entry.js'
+import { upperDirEntries } from '../../src/methods/overlay-copy/copy.js'
+import { layerSize, layerStream } from '../../src/layer-tar.js'
+import { readTreeXattrs, readXattrsOf, withXattrs } from '../../src/xattrs.js'
+import { readEntries, writeEntries, type LayerEntry } from '../../src/entry.js'
+import { needsRoot } from '../helpers/root.js'
 
 const LONG_COMPONENT = 'c'.repeat(220)
 const DEEP = join('deep', 'a'.repeat(90), 'b'.repeat(90), 'c'.repeat(90), 'leaf-with-a-long-name.txt')
@@ -63,12 +63,17 @@ async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
-const upper = await makeUpper()
+const skip = needsRoot('mknod, chown, setuid bits and trusted.* xattrs in a synthetic upper dir')
+const upper = skip ? await mkdtemp(join(tmpdir(), 'dflatten-test-upper-')) : await makeUpper()
 const work = await mkdtemp(join(tmpdir(), 'dflatten-test-out-'))
 t.teardown(async () => {
   await rm(upper, { recursive: true, force: true })
   await rm(work, { recursive: true, force: true })
 })
+
+async function* from<T>(items: T[]): AsyncGenerator<T> {
+  yield* items
+}
 
 async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = []
@@ -76,24 +81,24 @@ async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
   return out
 }
 
-const entries = await all(upperDirEntries(upper))
+const entries = skip ? [] : await all(upperDirEntries(upper))
 const bytes = await collect(layerStream(entries))
 const tarPath = join(work, 'layer.tar')
 await writeFile(tarPath, bytes)
 
-t.test('the size computed from metadata is the size produced', async (t) => {
+t.test('the size computed from metadata is the size produced', { skip }, async (t) => {
   t.equal(await layerSize(entries), bytes.length)
   t.equal(bytes.length % 512, 0)
   t.equal(await layerSize([]), 1024, 'an empty layer is just the end-of-archive blocks')
   t.equal((await collect(layerStream([]))).length, 1024)
 })
 
-t.test('the same upper dir gives the same bytes', async (t) => {
+t.test('the same upper dir gives the same bytes', { skip }, async (t) => {
   const again = await collect(layerStream(upperDirEntries(upper)))
   t.ok(again.equals(bytes))
 })
 
-t.test('entries come depth first in byte order, markers where OCI wants them', async (t) => {
+t.test('entries come depth first in byte order, markers where OCI wants them', { skip }, async (t) => {
   const { stdout } = await execa('tar', ['--quoting-style=literal', '-tf', tarPath], { env: { LC_ALL: 'C' }, encoding: 'buffer' })
   const names = Buffer.from(stdout).toString('latin1').split('\n').filter(Boolean)
   t.ok(names.includes('.wh.deleted'), 'a 0/0 device becomes .wh.<name>')
@@ -113,7 +118,7 @@ t.test('entries come depth first in byte order, markers where OCI wants them', a
   t.equal(entries.find((e) => e.kind === 'hardlink')?.linkname?.toString(), 'dir/file.txt', 'links point at the first name in order')
 })
 
-t.test('GNU tar extracts exactly the upper dir (less overlay bookkeeping)', async (t) => {
+t.test('GNU tar extracts exactly the upper dir (less overlay bookkeeping)', { skip }, async (t) => {
   const out = join(work, 'x')
   await mkdir(out)
   await execa('tar', ['--xattrs', "--xattrs-include=*", '--numeric-owner', '-xpf', tarPath, '-C', out])
@@ -152,7 +157,7 @@ t.test('GNU tar extracts exactly the upper dir (less overlay bookkeeping)', asyn
   t.same(outX.get('dir/file.txt')?.get('user.binary'), Buffer.from([0x00, 0xff, 0x10, 0xfe]), 'binary xattr values survive')
 })
 
-t.test('xattrs read for a list of names are those of the whole-tree walk', async (t) => {
+t.test('xattrs read for a list of names are those of the whole-tree walk', { skip }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'dflatten-test-xattrs-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   await writeFile(join(dir, 'plain'), '')
@@ -176,7 +181,7 @@ t.test('xattrs read for a list of names are those of the whole-tree walk', async
   const e = (path: string | Buffer, kind: LayerEntry['kind']): LayerEntry => ({ path: Buffer.from(path), kind, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0 })
   const cycle = [e('plain', 'file'), e('plain', 'hardlink'), e('none', 'file'), e('gone', 'whiteout'), e(BAD_UTF8, 'file')]
   const out: LayerEntry[] = []
-  for await (const x of withXattrs(Array.from({ length: 5000 }, (_, i) => cycle[i % 5]), dir)) out.push(x)
+  for await (const x of withXattrs(from(Array.from({ length: 5000 }, (_, i) => cycle[i % 5])), dir)) out.push(x)
   t.equal(out.length, 5000)
   t.same(out.slice(-5).map((x) => x.kind), cycle.map((x) => x.kind), 'order kept')
   t.same(out[4995].xattrs, [['user.a', Buffer.from('one')]], 'kept: not trusted.overlay.*')
@@ -185,38 +190,17 @@ t.test('xattrs read for a list of names are those of the whole-tree walk', async
   t.same(out[4999].xattrs, [['user.bad', Buffer.from('two')]])
 
   await t.rejects(async () => {
-    for await (const _ of withXattrs([e('not-there', 'file')], dir)) void _
+    for await (const _ of withXattrs(from([e('not-there', 'file')]), dir)) {
+      // read to the end
+    }
   }, /getfattr failed/, 'a name that is not there fails the run')
 })
 
-t.test('a layer that fails mid-stream fails the archive, with its own error', async (t) => {
-  const entries: LayerEntry[] = Array.from({ length: 3 }, (_, i) => ({
-    path: Buffer.from(`f${i}`), kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 2 * 1024 * 1024,
-  }))
-  let served = 0
-  const stream = layerStream(entries, async function* () {
-    if (served++ === 1) throw new Error('the daemon went away')
-    yield Buffer.alloc(2 * 1024 * 1024)
-  })
-  const archive = imageArchive({ baseLayers: [], layer: { size: await layerSize(entries), stream }, config: () => ({}), tags: ['x:1'] })
-  await t.rejects(collect(archive), /the daemon went away/)
-})
-
-t.test('entries survive the trip through the entries file', async (t) => {
+t.test('entries survive the trip through the entries file', { skip }, async (t) => {
   const file = join(work, 'entries')
   const counts = await writeEntries(file, upperDirEntries(upper))
   const back = await all(readEntries(file))
   t.same(back, entries)
   t.equal(counts.deleted, 2, 'two whiteouts')
   t.equal(counts.changed, entries.filter((e) => e.kind !== 'whiteout' && e.kind !== 'opaque').length)
-})
-
-t.test('header encoding at the ustar limits', async (t) => {
-  const base: Omit<LayerEntry, 'path'> = { kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 1, size: 0 }
-  t.equal(encodeHeader({ ...base, path: Buffer.from('a'.repeat(100)) }).length, 512, '100 bytes fit ustar')
-  t.equal(encodeHeader({ ...base, path: Buffer.from('d/' + 'a'.repeat(100)) }).length, 512, 'split into prefix and name')
-  t.ok(encodeHeader({ ...base, path: Buffer.from('a'.repeat(101)) }).length > 512, 'an unsplittable name needs PAX')
-  t.ok(encodeHeader({ ...base, path: Buffer.from('é') }).length > 512, 'non-ASCII names go in PAX')
-  t.ok(encodeHeader({ ...base, path: Buffer.from('x'), uid: 0o7777777 + 1 }).length > 512, 'large uids go in PAX')
-  t.equal(encodeHeader({ ...base, path: Buffer.from('x'), uid: 0o7777777 }).length, 512)
 })
