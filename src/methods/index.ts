@@ -7,9 +7,10 @@ import type { Method, Probe } from './method.js'
 import { overlay } from './overlay/index.js'
 import { overlayCopy } from './overlay-copy/index.js'
 import { save } from './save/index.js'
+import { snapshots } from './snapshots/index.js'
 
-const METHODS: Method[] = [overlay, overlayCopy, save]
-const AUTO: Method[] = [overlay, save]
+const METHODS: Method[] = [overlay, overlayCopy, snapshots, save]
+const AUTO: Method[] = [overlay, snapshots, save]
 /** Works wherever the docker CLI does: what a refusal points to. */
 const FALLBACK = save.name
 
