@@ -124,7 +124,7 @@ export interface StoredImage {
  * The image `id` names (a manifest, or an index: then the manifest for `want`), its config, and
  * the platforms on offer. A missing platform is refused with the ones there are.
  */
-export async function storedImage(c: Containerd, id: string, want: Platform): Promise<StoredImage> {
+export async function storedImage(c: Containerd, id: string, want: Platform, name = id.slice(0, 19)): Promise<StoredImage> {
   let digest = id
   let doc = JSON.parse((await readContent(c, id)).toString('utf8')) as Manifest | Index
   let platforms: string[] = []
@@ -134,7 +134,7 @@ export async function storedImage(c: Containerd, id: string, want: Platform): Pr
     platforms = listed.map((m) => formatPlatform(m.platform as Platform))
     const pick = pickManifest(listed, want)
     if (!pick || depth > 3) {
-      throw new DflattenError('image-not-found', `${id.slice(0, 19)} has no ${formatPlatform(want)} image; it has ${platforms.join(', ') || 'no platforms listed'}`)
+      throw new DflattenError('image-not-found', `${name} has no ${formatPlatform(want)} image; it has ${platforms.join(', ') || 'no platforms listed'}`)
     }
     digest = pick.digest
     doc = JSON.parse((await readContent(c, digest)).toString('utf8')) as Manifest | Index

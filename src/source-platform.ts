@@ -20,12 +20,12 @@ export interface SourcePick {
 }
 
 /** The containerd store's view of `img` for `want`, or null when that store cannot be asked here. */
-async function fromStore(info: DaemonInfo, img: ImageInspect, want: Platform, settings: Settings): Promise<StoredImage | null> {
+async function fromStore(ref: string, info: DaemonInfo, img: ImageInspect, want: Platform, settings: Settings): Promise<StoredImage | null> {
   if (!info.containerdStore || info.remote || (typeof process.getuid === 'function' && process.getuid() !== 0)) return null
   const c = containerdFor(info, settings)
   if (await unreachable(c)) return null
   try {
-    return await storedImage(c, img.Id, want)
+    return await storedImage(c, img.Id, want, ref)
   } catch (e) {
     // Another containerd than the daemon's (it lacks the image): as if there were none.
     if (isDflattenError(e, 'tool-failed')) return null
@@ -51,7 +51,7 @@ function inspectFrom(img: ImageInspect, stored: StoredImage): ImageInspect {
 export async function pickSource(ref: string, img: ImageInspect, asked: string | undefined, info: DaemonInfo, settings: Settings = {}): Promise<SourcePick> {
   const shown = platformOf(img)
   const want = asked ? parsePlatform(asked) : shown
-  const stored = await fromStore(info, img, want, settings)
+  const stored = await fromStore(ref, info, img, want, settings)
   const platforms = stored?.platforms ?? []
   if (samePlatform(want, shown)) return { source: img, platforms }
   const name = formatPlatform(want)

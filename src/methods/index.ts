@@ -36,7 +36,8 @@ export async function pickMethod(choice: string, probe: Probe): Promise<{ method
   if (choice !== 'auto') {
     const method = getMethod(choice)
     const can = await method.available(probe)
-    if (!can.ok) throw new DflattenError('refused-driver', `--method ${choice} cannot work here: ${can.reason}; use --method ${FALLBACK} (or auto)`)
+    const instead = choice === FALLBACK ? 'auto' : `${FALLBACK} (or auto)`
+    if (!can.ok) throw new DflattenError('refused-driver', `--method ${choice} cannot work here: ${can.reason}; use --method ${instead}`)
     return { method, reason: 'asked for' }
   }
   const refused: string[] = []
