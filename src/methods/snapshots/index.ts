@@ -20,6 +20,8 @@ export interface SnapshotsState extends OverlayState {
   containerd: Containerd
   /** containerd's snapshotter, as `docker info` names the driver (overlayfs). */
   snapshotter: string
+  /** mount: how many snapshots between the layers are not layers (containers' -init ones). */
+  skipped?: number
 }
 
 /** The daemon's containerd, checked: it answers and holds this very image, unpacked. */
@@ -51,8 +53,7 @@ async function snapshotsAvailable({ info, source, settings }: Probe): Promise<Av
   if (info.remote) return { ok: false, reason: `the daemon is remote (DOCKER_HOST=${process.env.DOCKER_HOST ?? ''}) and its snapshots are not here` }
   const found = await inStore(info, source, settings)
   if (!found.ok) return found
-  const init = found.walk.skipped ? ` (${found.walk.skipped} container init snapshots between them left out)` : ''
-  return { ok: true, reason: `root, a local daemon on the containerd image store, its layers unpacked as overlayfs snapshots${init}` }
+  return { ok: true, reason: 'root, a local daemon on the containerd image store, its layers unpacked as overlayfs snapshots' }
 }
 
 export const snapshots: Method<SnapshotsState> = {
@@ -79,12 +80,14 @@ export const snapshots: Method<SnapshotsState> = {
     const lowers = walk.chain.length ? await makeView(ws.dir, state.containerd, state.snapshotter, walk.keys[0]) : []
     const layerDirs = layerDirsOf(walk, lowers)
     if (!layerDirs) throw new DflattenError('refused-driver', `containerd's view of ${plan.source.ref} shows ${lowers.length} dirs for ${walk.keys.length} snapshots`)
-    const withDirs = { ...state, layerDirs }
+    const withDirs = { ...state, layerDirs, skipped: walk.skipped }
     return { ...withDirs, ...(await overlay.prepare({ ...plan, method: { ...plan.method, state: withDirs } }, ws, ctx)) }
   },
   async entries(m, ctx) {
     const d = await overlay.entries(m, ctx)
-    return { ...d, image: storeParts(m.method.state), state: m.method.state }
+    const skipped = m.method.state.skipped ?? 0
+    const detail = `layer dirs from containerd's view of the top layer${skipped ? `; ${skipped} container init snapshots between the layers left out` : ''}`
+    return { ...d, image: storeParts(m.method.state), state: m.method.state, detail }
   },
   layer: (d, ctx) => overlay.layer(d, ctx),
   cleanup: removeView,
