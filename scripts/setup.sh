@@ -17,6 +17,8 @@ command -v rsync >/dev/null || need+=(rsync)
 command -v getfattr >/dev/null || need+=(attr)
 [ -x /usr/bin/time ] || need+=(time)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# The containerd-store tests make images as a pull leaves them (gzip layers) with skopeo.
+command -v skopeo >/dev/null || need+=(skopeo)
 command -v node >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup.sh: installing ${need[*]}"

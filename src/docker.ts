@@ -32,6 +32,10 @@ export interface DaemonInfo {
   serverVersion: string
   containerdStore: boolean
   remote: boolean
+  /** The daemon's own platform (os/arch), which docker inspect shows of an image index. */
+  platform?: string
+  /** Where its containerd listens and the namespace of its images: `docker info` says so from API 1.46. */
+  containerd?: { address?: string; namespace?: string }
 }
 
 let DOCKER = 'docker'
@@ -110,6 +114,9 @@ export async function daemonInfo(): Promise<DaemonInfo> {
     ServerVersion: string
     DriverStatus?: Array<[string, string]>
     ServerErrors?: string[]
+    OSType?: string
+    Architecture?: string
+    Containerd?: { Address?: string; Namespaces?: { Containers?: string } } | null
   }
   if (info.ServerErrors?.length) {
     throw new DflattenError('daemon-down', `the Docker daemon is not reachable: ${oneLine(info.ServerErrors.join('; '))}`)
@@ -123,7 +130,21 @@ export async function daemonInfo(): Promise<DaemonInfo> {
     serverVersion: info.ServerVersion,
     containerdStore: (info.DriverStatus ?? []).some(([k]) => k === 'driver-type') || info.Driver.includes('snapshotter'),
     remote: host !== '' && !host.startsWith('unix://'),
+    ...(info.OSType && info.Architecture ? { platform: `${info.OSType}/${info.Architecture}` } : {}),
+    ...(info.Containerd ? { containerd: { address: info.Containerd.Address, namespace: info.Containerd.Namespaces?.Containers } } : {}),
   }
+}
+
+/** The daemon's API version (`docker version`), e.g. `1.45`: what decides the options it takes. */
+export async function serverApiVersion(): Promise<string> {
+  return docker(['version', '--format', '{{.Server.APIVersion}}'])
+}
+
+/** Is API version `have` at least `want`? Both `major.minor`. */
+export function apiAtLeast(have: string, want: string): boolean {
+  const [a, b] = have.split('.').map(Number)
+  const [c, d] = want.split('.').map(Number)
+  return a > c || (a === c && b >= d)
 }
 
 /** Inspect images; a missing one is reported by name. */
@@ -136,6 +157,12 @@ export async function inspectImages(refs: string[]): Promise<ImageInspect[]> {
 export async function inspectImage(ref: string): Promise<ImageInspect> {
   const [img] = await inspectImages([ref])
   return img
+}
+
+/** One platform of a multi-platform image, as the daemon inspects it (API 1.49 and later only). */
+export async function inspectImagePlatform(ref: string, platform: string): Promise<ImageInspect> {
+  const out = await docker(['image', 'inspect', '--platform', platform, ref])
+  return (JSON.parse(out) as ImageInspect[])[0]
 }
 
 /** Like inspectImage, but a missing image gives null instead of an error. */
@@ -306,9 +333,9 @@ export async function finished(s: Streamed): Promise<void> {
   })
 }
 
-/** `docker save` of one image, streaming. */
-export function dockerSave(ref: string, signal?: AbortSignal): Streamed {
-  return streamed(['save', ref], signal)
+/** `docker save` of one image, streaming; `platform` only where the daemon takes it (API 1.48). */
+export function dockerSave(ref: string, signal?: AbortSignal, platform?: string): Streamed {
+  return streamed(['save', ...(platform ? ['--platform', platform] : []), ref], signal)
 }
 
 /** `docker export` of a container: its filesystem as one tar, streaming. */

@@ -137,6 +137,9 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
     opts.onPlan?.(plan)
     const timings = { resolve: (performance.now() - started) / 1000 }
     opts.signal?.throwIfAborted()
+    if (plan.source.platforms) {
+      log(`${plan.source.ref} holds ${plan.source.platforms.length} platforms (${plan.source.platforms.join(', ')}); flattening ${plan.source.platform ?? ''}, the result is that one platform's image`)
+    }
     const above = plan.source.layers.length - plan.base.layers.length
     if (opts.verbose) log(`method ${plan.method.name}: ${plan.method.reason}`)
     log(

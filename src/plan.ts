@@ -49,8 +49,11 @@ export interface Plan<S = unknown> {
   version: typeof DOC_VERSION
   method: MethodDoc<S>
   daemon: DaemonInfo
-  /** platform: os/architecture[/variant], as a container of the image must be created. */
-  source: ImageSide & { ref: string; id: string; created: string; size: number; platform?: string }
+  /**
+   * platform: os/architecture[/variant], as a container of the image must be created; platforms:
+   * all that the image's index lists, when it lists more than one (the result has one only).
+   */
+  source: ImageSide & { ref: string; id: string; created: string; size: number; platform?: string; platforms?: string[] }
   base: ImageSide
   target: string
   /** Written into the new history entry; finds this flatten again (the cache). */

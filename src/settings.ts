@@ -15,4 +15,10 @@ export interface Settings {
    * can supply it all; the default) or `save` (a second docker save, every time).
    */
   saveContent?: 'export' | 'save'
+  /** The containerd client for the snapshots method; default `ctr` on PATH. */
+  ctr?: string
+  /** containerd's socket; default what `docker info` says (API 1.46+), else /run/containerd/containerd.sock. */
+  containerdAddress?: string
+  /** containerd's namespace of the daemon's images; default what `docker info` says, else `moby`. */
+  containerdNamespace?: string
 }

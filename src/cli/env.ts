@@ -13,6 +13,9 @@ export const ENV_VARS = {
   DFLATTEN_DOCKER: 'the docker CLI to run (default docker on PATH)',
   DFLATTEN_RSYNC: 'the rsync to run for overlay-copy (default rsync on PATH)',
   DFLATTEN_SAVE_CONTENT: "'save': the save method reads content from a second docker save",
+  DFLATTEN_CTR: 'the containerd client for the snapshots method (default ctr on PATH)',
+  DFLATTEN_CONTAINERD_ADDRESS: "containerd's socket (default: what docker info says, else /run/containerd/containerd.sock)",
+  DFLATTEN_CONTAINERD_NAMESPACE: "containerd's namespace of the daemon's images (default: what docker info says, else moby)",
 } as const
 
 export function settingsFromEnv(env: Env = process.env): Settings {
@@ -24,6 +27,12 @@ export function settingsFromEnv(env: Env = process.env): Settings {
   if (docker) settings.docker = docker
   const rsync = get('DFLATTEN_RSYNC')
   if (rsync) settings.rsync = rsync
+  const ctr = get('DFLATTEN_CTR')
+  if (ctr) settings.ctr = ctr
+  const containerdAddress = get('DFLATTEN_CONTAINERD_ADDRESS')
+  if (containerdAddress) settings.containerdAddress = containerdAddress
+  const containerdNamespace = get('DFLATTEN_CONTAINERD_NAMESPACE')
+  if (containerdNamespace) settings.containerdNamespace = containerdNamespace
   const saveContent = get('DFLATTEN_SAVE_CONTENT')
   if (saveContent === 'save' || saveContent === 'export') settings.saveContent = saveContent
   else if (saveContent) {

@@ -20,10 +20,11 @@ export const RESOLVE_OPTIONS = [
   },
   { name: 'method', short: 'm', type: 'string', value: 'METHOD', help: `auto (default), ${methodNames().join(', ')}; see 'dflatten --help'` },
   { name: 'force', short: 'f', type: 'boolean', help: "allow the result to take the original's own name" },
+  { name: 'platform', type: 'string', value: 'OS/ARCH[/VARIANT]', help: "which platform of a multi-platform image (default: the daemon's)" },
   HELP_OPTION,
 ] as const
 
-const USAGE_LINE = 'Usage: dflatten resolve IMAGE [-t NAME[:TAG]] [-b BASE|scratch] [-m METHOD] [-f]'
+const USAGE_LINE = 'Usage: dflatten resolve IMAGE [-t NAME[:TAG]] [-b BASE|scratch] [-m METHOD] [-f] [--platform P]'
 
 export const RESOLVE_HELP = helpText(
   RESOLVE_OPTIONS,
@@ -39,7 +40,7 @@ export function parseResolveArgs(argv: string[]): ResolveArgs {
   if (values.help) return { help: true }
   atMost(positionals, 1, COMMAND, 'one image')
   if (positionals.length === 0) throw new DflattenError('usage', `give exactly one image; ${USAGE_LINE}`)
-  return { image: positionals[0], base: values.base, tag: values.tag, force: values.force, method: methodChoice(values.method) }
+  return { image: positionals[0], base: values.base, tag: values.tag, force: values.force, platform: values.platform, method: methodChoice(values.method) }
 }
 
 export async function resolveCommand(argv: string[], settings: Settings): Promise<number> {

@@ -7,9 +7,10 @@ import type { Method, Probe } from './method.js'
 import { overlay } from './overlay/index.js'
 import { overlayCopy } from './overlay-copy/index.js'
 import { save } from './save/index.js'
+import { snapshots } from './snapshots/index.js'
 
-const METHODS: Method[] = [overlay, overlayCopy, save]
-const AUTO: Method[] = [overlay, save]
+const METHODS: Method[] = [overlay, overlayCopy, snapshots, save]
+const AUTO: Method[] = [overlay, snapshots, save]
 /** Works wherever the docker CLI does: what a refusal points to. */
 const FALLBACK = save.name
 
@@ -35,7 +36,8 @@ export async function pickMethod(choice: string, probe: Probe): Promise<{ method
   if (choice !== 'auto') {
     const method = getMethod(choice)
     const can = await method.available(probe)
-    if (!can.ok) throw new DflattenError('refused-driver', `--method ${choice} cannot work here: ${can.reason}; use --method ${FALLBACK} (or auto)`)
+    const instead = choice === FALLBACK ? 'auto' : `${FALLBACK} (or auto)`
+    if (!can.ok) throw new DflattenError('refused-driver', `--method ${choice} cannot work here: ${can.reason}; use --method ${instead}`)
     return { method, reason: 'asked for' }
   }
   const refused: string[] = []

@@ -32,10 +32,17 @@ export interface MethodContext {
   settings: Settings
 }
 
-/** What `available` looks at: the daemon and the image as docker inspect gives them. */
+/**
+ * What `available` looks at: the daemon and the image as docker inspect gives them (for
+ * --platform, that platform's image), the caller's settings, and whether the platform is one
+ * other than the daemon would pick itself.
+ */
 export interface Probe {
   info: DaemonInfo
   source: ImageInspect
+  settings?: Settings
+  /** Set when --platform asks for another platform than docker's default for this image. */
+  otherPlatform?: string
 }
 
 /** What `plan` may read from: the probe, and the base picked (null for scratch). */

@@ -5,6 +5,7 @@
 import { Readable } from 'node:stream'
 import { DflattenError } from '../errors.js'
 import { daemonInfo, inspectImage, taggedImages, type ImageInspect } from '../docker.js'
+import { pickSource } from '../source-platform.js'
 import { defaultTarget, isImageId, normaliseTarget, parseRef, sameName } from '../refs.js'
 import { pickMethod } from '../methods/index.js'
 import type { Settings } from '../settings.js'
@@ -23,6 +24,8 @@ export interface ResolveOptions {
   method?: MethodChoice
   /** The caller's tuning; a setting that changes the result's bytes is part of the cache marker. */
   settings?: Settings
+  /** Which platform of a multi-platform image (`os/arch[/variant]`); default the daemon's. */
+  platform?: string
 }
 
 function layersOf(img: ImageInspect): string[] {
@@ -61,13 +64,14 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
   checkReference(opts.image, 'the image')
   if (opts.base) checkReference(opts.base, 'the base')
   const info = await daemonInfo()
-  const source = await inspectImage(opts.image)
+  const picked = await pickSource(opts.image, await inspectImage(opts.image), opts.platform, info, opts.settings)
+  const source = picked.source
   // Windows layers are not a Linux filesystem (Files/, Hives/, no whiteout devices). Any Linux
   // architecture is fine: flattening never runs the image's code.
   if (source.Os !== 'linux') {
     throw new DflattenError('unsupported-image', `${opts.image} is a ${source.Os}/${source.Architecture} image; dflatten flattens Linux images`)
   }
-  const { method, reason } = await pickMethod(opts.method ?? 'auto', { info, source })
+  const { method, reason } = await pickMethod(opts.method ?? 'auto', { info, source, settings: opts.settings, otherPlatform: picked.otherPlatform })
   const layers = layersOf(source)
 
   let base: ImageInspect | null = null
@@ -76,6 +80,8 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     base = null
   } else if (opts.base) {
     base = await inspectImage(opts.base)
+    // A multi-platform base is taken in the platform asked for, where it has that one.
+    if (opts.platform) base = await pickSource(opts.base, base, opts.platform, info, opts.settings).then((p) => p.source, () => base as ImageInspect)
     baseRef = opts.base
     if (base.Id === source.Id) {
       throw new DflattenError('not-an-ancestor', `the base ${opts.base} is the image itself; pick an ancestor or --base scratch`)
@@ -94,7 +100,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     throw new DflattenError('name-clash', `the result's name ${target} is the image's own name; pick another with -t, or pass --force`)
   }
 
-  const state = await method.plan({ info, source, base }, { settings: opts.settings ?? {} })
+  const state = await method.plan({ info, source, base, settings: opts.settings, otherPlatform: picked.otherPlatform }, { settings: opts.settings ?? {} })
   return {
     dflatten: 'plan',
     version: DOC_VERSION,
@@ -107,6 +113,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
       size: source.Size,
       layers,
       platform: [source.Os, source.Architecture, source.Variant].filter(Boolean).join('/'),
+      ...(picked.platforms.length > 1 ? { platforms: picked.platforms } : {}),
     },
     base: { ref: baseRef, id: base?.Id ?? null, layers: base ? layersOf(base) : [] },
     target,

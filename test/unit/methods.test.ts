@@ -9,16 +9,19 @@ const source = { Id: 'sha256:' + 'a'.repeat(64), GraphDriver: { Name: 'vfs', Dat
 const info: DaemonInfo = { driver: 'vfs', dockerRoot: '/var/lib/docker', serverVersion: '20.10', containerdStore: false, remote: false }
 
 t.test('the registry', async (t) => {
-  t.same(methodNames(), ['overlay', 'overlay-copy', 'save'])
+  t.same(methodNames(), ['overlay', 'overlay-copy', 'snapshots', 'save'])
   t.equal(getMethod('save').name, 'save')
   t.ok(allMethods().every((m) => m.summary.length > 0 && !m.summary.includes('\n')), 'every method has a one-line summary')
-  t.throws(() => getMethod('rsync'), { code: 'usage', message: /unknown method rsync; use auto, overlay, overlay-copy, save/ })
+  t.throws(() => getMethod('rsync'), { code: 'usage', message: /unknown method rsync; use auto, overlay, overlay-copy, snapshots, save/ })
 })
 
 t.test('auto takes the first method that can work, and says why the others cannot', async (t) => {
   const picked = await pickMethod('auto', { info, source })
   t.equal(picked.method.name, 'save')
-  t.match(picked.reason, /^the overlay method cannot work: it needs the overlay2 storage driver; this daemon uses the vfs storage driver$/)
+  t.match(
+    picked.reason,
+    /^the overlay method cannot work: it needs the overlay2 storage driver; this daemon uses the vfs storage driver; the snapshots method cannot work: it needs the containerd image store; this daemon uses the vfs storage driver$/,
+  )
 })
 
 t.test('an explicit method that cannot work is refused', async (t) => {

@@ -14,7 +14,7 @@
  */
 import type { LayerEntry } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
-import { type DaemonInfo, dockerSave, explainFailure, finished, historyLength } from '../../docker.js'
+import { apiAtLeast, type DaemonInfo, dockerSave, explainFailure, finished, historyLength, serverApiVersion } from '../../docker.js'
 import { removeWorkspaceContainer } from '../../workspace.js'
 import type { Settings } from '../../settings.js'
 import type { Mounted } from '../../plan.js'
@@ -28,6 +28,8 @@ import { exportLeaks } from './export-leak.js'
 export interface SaveState {
   /** The base's history length as `docker history` counts it (resolve). */
   baseHistoryLength: number
+  /** --platform, when it asks for another platform than docker's default: docker save takes it. */
+  platform?: string
   /** diff: the layer blobs pack reads content from, member name -> diff id. */
   members?: Record<string, string>
   /**
@@ -77,7 +79,7 @@ export function baseHistory(history: Array<{ empty_layer?: boolean }>, length: n
 /** Pass 1: index `docker save`, merge the layers above the base. */
 async function savedDifference(m: Mounted<SaveState>, signal?: AbortSignal) {
   const above = new Set(m.source.layers.slice(m.base.layers.length))
-  const save = dockerSave(m.source.id, signal)
+  const save = dockerSave(m.source.id, signal, m.method.state.platform)
   const index = await indexSave(save.stdout, above, new Set(m.base.layers)).catch(async (e: unknown) => {
     const why = await explainFailure(save, e)
     save.child.kill()
@@ -111,11 +113,24 @@ export const save: Method<SaveState> = {
   name: 'save',
   summary: "merge the layers of 'docker save' in user space (any daemon, no root; reads the image twice: docker save, then docker export)",
   largeHeap: true,
-  available: async () => ({ ok: true, reason: 'it works with any daemon the docker CLI reaches' }),
+  async available({ info, otherPlatform }) {
+    // Before API 1.48 docker save writes the daemon's default platform only (Docker 26 puts
+    // every platform's blobs in the archive, but manifest.json names only that one).
+    if (otherPlatform) {
+      const api = await serverApiVersion()
+      if (!apiAtLeast(api, '1.48')) {
+        return { ok: false, reason: `docker save of Docker ${info.serverVersion} (API ${api}) cannot pick the platform ${otherPlatform} (API 1.48 can)` }
+      }
+    }
+    return { ok: true, reason: 'it works with any daemon the docker CLI reaches' }
+  },
   // A second save orders files differently: its result is another image, cached apart.
   cacheKey: (settings, daemon) => (secondSaveReason(settings, daemon) ? 'save, content from a second save' : 'save'),
   // The configs come from the archive, in diff; docker history counts the base's entries.
-  plan: async ({ base }) => ({ baseHistoryLength: base ? await historyLength(base.Id) : 0 }),
+  plan: async ({ base, otherPlatform }) => ({
+    baseHistoryLength: base ? await historyLength(base.Id) : 0,
+    ...(otherPlatform ? { platform: otherPlatform } : {}),
+  }),
   // Nothing to mount: the work dir only holds the entries file (and, in pack, a container record).
   prepare: async (plan) => plan.method.state,
   async entries(m, ctx) {

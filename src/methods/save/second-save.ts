@@ -56,7 +56,7 @@ export class SaveContent {
  * entries file lists it; every layer read is checked against pass 1's diff id.
  */
 export function savedLayer(d: Diffed, entriesFile: string, members: Record<string, string>, signal?: AbortSignal): LayerSource {
-  const save = dockerSave(d.source.id, signal)
+  const save = dockerSave(d.source.id, signal, (d.method.state as { platform?: string }).platform)
   const content = new SaveContent(save.stdout, new Map(Object.entries(members)))
   async function* body(e: LayerEntry): AsyncGenerator<Buffer> {
     if (!e.from) throw new Error(`entry ${e.path.toString()} has no content in the save stream`)
