@@ -17,6 +17,7 @@ import { loadStage } from './stages/load.js'
 import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
 import { cleanupAll, destroy } from './cleanup.js'
 import { abandonedWorkspaces } from './workspace.js'
+import { alreadyTheResult } from './rerun.js'
 import { DflattenError, Interrupted } from './errors.js'
 import type { Diffed, DiffSummary, Plan } from './plan.js'
 import through2 from 'through2'
@@ -111,9 +112,10 @@ function summary(plan: Plan): Pick<FlattenResult, 'source' | 'base' | 'target'> 
   }
 }
 
-async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome']): Promise<Omit<FlattenResult, 'timings'>> {
+async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome'], log: (l: string) => void): Promise<Omit<FlattenResult, 'timings'>> {
   const current = await findImage(plan.target)
   if (current?.Id !== id) await tagImage(id, plan.target)
+  else log(`${plan.target} already was that image: nothing changed`)
   const img = await findImage(plan.target)
   if (!img) throw new DflattenError('tool-failed', `tagging ${plan.target} failed`)
   return { ...summary(plan), imageId: id, layers: img.RootFS.Layers?.length ?? 0, size: img.Size, outcome }
@@ -149,12 +151,17 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
     if (above === 0) {
       if (opts.output) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is no new layer to write`)
       log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
-      return { ...(await tagged(plan, plan.source.id, 'unchanged')), timings }
+      return { ...(await tagged(plan, plan.source.id, 'unchanged', log)), timings }
+    }
+    // Not even --no-cache rebuilds this: flattening a flattened image only renames it.
+    if (!opts.output && (await alreadyTheResult(plan))) {
+      log(`${plan.source.ref} is already this flatten's result, from an earlier run`)
+      return { ...(await tagged(plan, plan.source.id, 'cached', log)), timings }
     }
     const cached = opts.output || opts.noCache ? null : await findCached(plan)
     if (cached) {
       log(`already flattened earlier: ${cached.slice(7, 19)}`)
-      return { ...(await tagged(plan, cached, 'cached')), timings }
+      return { ...(await tagged(plan, cached, 'cached', log)), timings }
     }
     return await run(plan, opts, log, timings)
   } catch (e) {

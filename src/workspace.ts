@@ -16,45 +16,21 @@
  * Removal always unmounts first and then refuses to delete anything while a mount remains
  * under the dir, so a failed unmount can never turn into deleting through a mount.
  */
-import { mkdtemp, mkdir, readFile, rm, stat, symlink, writeFile, readdir } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { execa } from 'execa'
 import { DflattenError } from './errors.js'
 import { daemonAddress, removeContainer, type DaemonAddress } from './docker.js'
 import type { Settings } from './settings.js'
+import { WORKSPACE_PREFIX, workRoot, writeOwner } from './work-dirs.js'
 
-export const WORKSPACE_PREFIX = 'dflatten-'
-/** mkdtemp's six random characters: nothing else under the work root is taken for ours. */
-const WORKSPACE_NAME = /^dflatten-[A-Za-z0-9]{6}$/
+// Who owns a work dir and which of them cleanup removes live in src/work-dirs.ts; these stay
+// importable from here, where the stages and methods look for the workspace's API.
+export { abandonedWorkspaces, ownerAlive, workRoot, writeOwner } from './work-dirs.js'
 
 export interface Workspace {
   dir: string
-}
-
-export interface Owner {
-  pid: number
-  /** /proc/<pid>/stat start time, so a recycled pid is not mistaken for the owner. */
-  startTime: string
-}
-
-/**
- * Where work dirs go: `settings.workRoot`, else os.tmpdir(). The writable stack's upper dir
- * lives here and holds the whole difference, so it needs that much free space.
- */
-export function workRoot(settings: Settings = {}): string {
-  return settings.workRoot || tmpdir()
-}
-
-async function processStartTime(pid: number): Promise<string | null> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-    // Field 22, counted after the parenthesised command name, which may itself hold spaces.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null
-  } catch {
-    return null
-  }
 }
 
 /** `onCreated` hears of the dir before anything can fail or be interrupted, so it is never lost. */
@@ -76,24 +52,6 @@ export async function workspaceDir(ws: Workspace, name: string): Promise<string>
   const path = join(ws.dir, name)
   await mkdir(path, { recursive: true, mode: 0o700 })
   return path
-}
-
-/** Record `pid` as the process responsible for the workspace (stages hand it on). */
-export async function writeOwner(dir: string, pid: number): Promise<void> {
-  const owner: Owner = { pid, startTime: (await processStartTime(pid)) ?? '' }
-  await writeFile(join(dir, 'owner'), JSON.stringify(owner) + '\n')
-}
-
-/** Is the process that owns this workspace still alive? */
-export async function ownerAlive(dir: string): Promise<boolean> {
-  let owner: Owner
-  try {
-    owner = JSON.parse(await readFile(join(dir, 'owner'), 'utf8')) as Owner
-  } catch {
-    return false
-  }
-  const start = await processStartTime(owner.pid)
-  return start !== null && start === owner.startTime
 }
 
 /** Mount points at or below `dir`, deepest first, from this process's mount table. */
@@ -224,31 +182,4 @@ export async function destroyWorkspace(dir: string): Promise<void> {
     throw new DflattenError('host', `could not unmount ${left.join(', ')}; not removing ${dir}`)
   }
   await rm(dir, { recursive: true, force: true })
-}
-
-/** A run writes its owner file right after creating the dir; give it that long. */
-const OWNERLESS_GRACE_MS = 60_000
-
-/**
- * Workspaces under the work root whose owner is gone: its process died (the pid is gone or was
- * reused, which the start time tells), or it never wrote an owner file and is over a minute old.
- */
-export async function abandonedWorkspaces(settings: Settings = {}): Promise<string[]> {
-  const root = workRoot(settings)
-  let names: string[]
-  try {
-    names = await readdir(root)
-  } catch {
-    return []
-  }
-  const out: string[] = []
-  for (const n of names.sort()) {
-    if (!WORKSPACE_NAME.test(n)) continue
-    const dir = join(root, n)
-    if (await ownerAlive(dir)) continue
-    const hasOwner = await stat(join(dir, 'owner')).then(() => true, () => false)
-    const age = Date.now() - (await stat(dir)).mtimeMs
-    if (hasOwner || age > OWNERLESS_GRACE_MS) out.push(dir)
-  }
-  return out
 }

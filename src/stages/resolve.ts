@@ -4,9 +4,10 @@
  */
 import { Readable } from 'node:stream'
 import { DflattenError } from '../errors.js'
-import { daemonInfo, inspectImage, taggedImages, type ImageInspect } from '../docker.js'
+import { daemonInfo, inspectImage, lastHistoryComment, taggedImages, type ImageInspect } from '../docker.js'
 import { pickSource } from '../source-platform.js'
-import { defaultTarget, isImageId, normaliseTarget, parseRef, sameName } from '../refs.js'
+import { defaultTarget, isImageId, normaliseTarget, parseRef } from '../refs.js'
+import { flattenMarker, takesOwnName } from '../rerun.js'
 import { pickMethod } from '../methods/index.js'
 import type { Settings } from '../settings.js'
 import { DOC_VERSION, type MethodChoice, type Plan } from '../plan.js'
@@ -95,8 +96,13 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
   }
 
   const target = opts.tag ? normaliseTarget(opts.tag) : defaultTarget(opts.image, source.RepoTags ?? [])
-  const sourceNames = [opts.image, ...(source.RepoTags ?? [])]
-  if (!opts.force && sourceNames.some((n) => sameName(n, target))) {
+  const baseLayers = base ? layersOf(base) : []
+  // The method is part of it: methods agree on the filesystem, not on the bytes, and a cache hit
+  // must give the id this very command would build.
+  const marker = flattenMarker(source.Id, base?.Id ?? null, method.cacheKey(opts.settings ?? {}, info))
+  const comment = () => lastHistoryComment(source.Id)
+  const clash = { typed: opts.image, tags: source.RepoTags ?? [], target, layers, baseLayers, marker, comment }
+  if (!opts.force && (await takesOwnName(clash))) {
     throw new DflattenError('name-clash', `the result's name ${target} is the image's own name; pick another with -t, or pass --force`)
   }
 
@@ -115,11 +121,9 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
       platform: [source.Os, source.Architecture, source.Variant].filter(Boolean).join('/'),
       ...(picked.platforms.length > 1 ? { platforms: picked.platforms } : {}),
     },
-    base: { ref: baseRef, id: base?.Id ?? null, layers: base ? layersOf(base) : [] },
+    base: { ref: baseRef, id: base?.Id ?? null, layers: baseLayers },
     target,
-    // The method is part of it: methods agree on the filesystem, not on the bytes, and a cache hit
-    // must give the id this very command would build.
-    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method.cacheKey(opts.settings ?? {}, info)})`,
+    marker,
   }
 }
 

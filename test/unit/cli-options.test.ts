@@ -84,6 +84,7 @@ t.test('every command accepts each of its options, long and short', async (t) =>
   t.same(parseFlattenArgs(['--', '-odd-image']), { image: '-odd-image', method: undefined }, 'after --, an argument is an image')
   t.same(parseLoadArgs(['-t', 'a:1', '--tag', 'b:2']), { tag: ['a:1', 'b:2'] }, 'load -t repeats')
   t.same(parseResolveArgs(['img:1', '-t', 'x:1', '-b', 'base:1', '-m', 'overlay', '-f']), { image: 'img:1', tag: 'x:1', base: 'base:1', method: 'overlay', force: true })
+  t.same(parseCleanupArgs(['/tmp/dflatten-abcdef', '-f', '/tmp/dflatten-ghijkl']), { force: true, 'dry-run': undefined, dirs: ['/tmp/dflatten-abcdef', '/tmp/dflatten-ghijkl'] }, 'cleanup DIR...')
 })
 
 t.test('an option a command does not have is refused', async (t) => {
@@ -94,7 +95,7 @@ t.test('an option a command does not have is refused', async (t) => {
   // Each stage has only its own options: what another stage takes is unknown here.
   refuses(t, () => parseMountArgs(['--keep']), /unknown option --keep/, 'mount --keep')
   refuses(t, () => parseDiffArgs(['-t', 'x:1']), /unknown option -t/, 'diff -t')
-  refuses(t, () => parseCleanupArgs(['--force']), /unknown option --force/, 'cleanup --force')
+  refuses(t, () => parseCleanupArgs(['--keep']), /unknown option --keep/, 'cleanup --keep')
   refuses(t, () => parseResolveArgs(['img:1', '--output', 'x']), /unknown option --output/, 'resolve --output')
   refuses(t, () => parseResolveArgs(['img:1', '-V']), /unknown option -V/, 'resolve -V')
   refuses(t, () => parseLoadArgs(['--dry-run']), /unknown option --dry-run/, 'load --dry-run')
@@ -108,7 +109,8 @@ t.test('extra arguments are refused', async (t) => {
   refuses(t, () => parseFlattenArgs(['-o', 'a:1', 'b:1']), /unexpected argument "b:1"/, '--original and an image')
   refuses(t, () => parseResolveArgs(['a:1', 'b:1', 'c:1']), /unexpected arguments "b:1" "c:1"/, 'resolve with three')
   refuses(t, () => parseResolveArgs([]), /give exactly one image; Usage: dflatten resolve IMAGE/, 'resolve with none')
-  for (const c of COMMANDS.filter((c) => c.needs.length === 0)) {
+  // cleanup's arguments are the work dirs to remove.
+  for (const c of COMMANDS.filter((c) => c.needs.length === 0 && c.name !== 'dflatten cleanup')) {
     refuses(t, () => c.parse(['stray']), new RegExp(`^${c.name} takes no arguments.*unexpected argument "stray"`), `${c.name} stray`)
   }
 })

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { DflattenError } from '../../errors.js'
-import { WORKSPACE_PREFIX } from '../../workspace.js'
+import { WORKSPACE_PREFIX } from '../../work-dirs.js'
 import { createView, removeSnapshot, type Containerd } from '../../containerd.js'
 
 const RECORD = 'snapshot'
