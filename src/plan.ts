@@ -48,7 +48,8 @@ export interface Plan<S = unknown> {
   dflatten: 'plan'
   version: typeof DOC_VERSION
   method: MethodDoc<S>
-  daemon: DaemonInfo
+  /** null when the image is read without a daemon (docker:// or oci:). */
+  daemon: DaemonInfo | null
   /** platform: os/architecture[/variant], as a container of the image must be created. */
   source: ImageSide & { ref: string; id: string; created: string; size: number; platform?: string }
   base: ImageSide

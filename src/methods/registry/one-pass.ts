@@ -19,6 +19,7 @@
  * again, up to that entry, and the names are written at the end of the layer.
  */
 import type { LayerEntry } from '../../entry.js'
+import { DflattenError } from '../../errors.js'
 import type { ContentSource } from '../../layer-tar.js'
 import { cleanMemberName, readTar, type TarEntry, type TarHeader } from '../../tar/index.js'
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../../whiteout.js'
@@ -38,6 +39,8 @@ export interface LayerTars {
    * path the layers above replace: only then is a base blob read, up to that file.
    */
   base?: { count: number; open(position: number): Promise<AsyncIterable<Buffer>> }
+  /** How messages name the layer read `position`-th (a damaged tar says which blob). */
+  describe?(position: number): string
 }
 
 /** What the merge has told so far, for the summary line. */
@@ -305,6 +308,13 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
     wants.set(at, g)
   }
 
+  /** The tar reader speaks of the daemon's archives; here the layer is a blob of a registry or a layout. */
+  function named(e: unknown, r: number): unknown {
+    const daemon = 'malformed archive from the daemon: '
+    if (!(e instanceof DflattenError) || !tars.describe || !e.message.startsWith(daemon)) return e
+    return new DflattenError(e.code, `${tars.describe(r)}: ${e.message.slice(daemon.length)}`)
+  }
+
   async function* again(r: number, wanted: Map<number, LayerEntry[]>): AsyncGenerator<LayerEntry> {
     const last = Math.max(...wanted.keys())
     let index = 0
@@ -322,9 +332,13 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
     for (let r = 0; r < tars.count; r++) {
       const seen = new Map<string, Seen>()
       let index = 0
-      for await (const t of readTar(await tars.open(r))) {
-        signal?.throwIfAborted()
-        yield* step(t, index++, r, seen)
+      try {
+        for await (const t of readTar(await tars.open(r))) {
+          signal?.throwIfAborted()
+          yield* step(t, index++, r, seen)
+        }
+      } catch (e) {
+        throw named(e, r)
       }
     }
     for (const [r, wanted] of [...rereads].sort(([a], [b]) => a - b)) yield* again(r, wanted)
