@@ -3,7 +3,9 @@
 // the new layer as an uncompressed blob, the config, the manifest, the base blobs copied from
 // the source, and index.json naming it.
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { layerTar } from '../../src/sources/decompress.js'
 import { createWriteStream } from 'node:fs'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
@@ -40,6 +42,15 @@ interface IndexEntry {
   size: number
   annotations?: Record<string, string>
   platform?: { os: string; architecture: string; variant?: string }
+}
+
+const DOCKER_LAYERS: Record<string, string> = {
+  'application/vnd.docker.image.rootfs.diff.tar.gzip': 'application/vnd.oci.image.layer.v1.tar+gzip',
+  'application/vnd.docker.image.rootfs.diff.tar': 'application/vnd.oci.image.layer.v1.tar',
+}
+
+function ociLayerType(mediaType: string): string {
+  return DOCKER_LAYERS[mediaType] ?? mediaType
 }
 
 /** Add `entry` to the layout's index.json, replacing any with the same tag. */
@@ -136,10 +147,20 @@ export async function writeFlattened(plan: Plan, dir: string, tag: string | unde
   const diffId = 'sha256:' + hash.digest('hex')
   await rename(partial, join(dir, 'blobs', 'sha256', diffId.slice(7)))
   // The base's blobs, as the source holds them.
-  const base: LayerDescriptor[] = found.image.baseDescriptors
+  // zstd base layers are stored plain: skopeo cannot hand zstd to a daemon (a real destination
+  // copies or mounts them as they are).
+  const base: LayerDescriptor[] = found.image.baseDescriptors.map((d) => (d.mediaType.endsWith('+zstd') ? { ...d, mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: d.diffId, size: -1 } : d))
   const store = await openStore(parseSourceRef(plan.source.ref), settings.registry)
   try {
-    for (const d of base) await pipeline(await store.open(d), createWriteStream(join(dir, 'blobs', 'sha256', d.digest.slice(7))))
+    for (const [i, d] of base.entries()) {
+      const file = join(dir, 'blobs', 'sha256', d.digest.slice(7))
+      const from = found.image.baseDescriptors[i]
+      if (d.size >= 0) await pipeline(await store.open(d), createWriteStream(file))
+      else {
+        await pipeline(Readable.from(layerTar(store, from, 'test')), createWriteStream(file))
+        d.size = (await stat(file)).size
+      }
+    }
   } finally {
     await store.close()
   }
@@ -148,7 +169,8 @@ export async function writeFlattened(plan: Plan, dir: string, tag: string | unde
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
     config: { mediaType: OCI_CONFIG, digest: await putBlob(dir, config), size: Buffer.byteLength(config) },
-    layers: [...base.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })), { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: diffId, size: bytes }],
+    // An OCI manifest names OCI layer types (skopeo refuses Docker ones in it): same bytes, OCI names.
+    layers: [...base.map(({ mediaType, digest, size }) => ({ mediaType: ociLayerType(mediaType), digest, size })), { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: diffId, size: bytes }],
   })
   const [os, architecture, variant] = (plan.source.platform ?? 'linux/amd64').split('/')
   const entry: IndexEntry = { mediaType: OCI_MANIFEST, digest: await putBlob(dir, manifest), size: Buffer.byteLength(manifest), platform: { os, architecture, ...(variant ? { variant } : {}) } }
