@@ -7,15 +7,20 @@
  */
 import { DflattenError } from '../errors.js'
 import { DOC_VERSION, type Plan } from '../plan.js'
-import type { ResolveOptions } from '../stages/resolve.js'
-import type { RegistryAccess } from '../settings.js'
+import type { RegistryAccess, Settings } from '../settings.js'
 import { REGISTRY_METHOD, type RegistryState } from '../methods/registry/index.js'
 import { openStore } from './open.js'
 import { isDaemonless, parseSourceRef, withDigest, type SourceRef } from './reference.js'
 import { readImage, type StoredImage } from './image.js'
 import type { Sessions } from './registry-store.js'
 
-export interface SourceOptions extends ResolveOptions {
+/** What resolve's options say about a daemonless image (the same fields as ResolveOptions, and more). */
+export interface SourceOptions {
+  image: string
+  base?: string
+  tag?: string
+  force?: boolean
+  settings?: Settings
   /** For an index: the platform to flatten (`linux/arm64`); index-image.ts runs each in turn. */
   platform?: string
   /** Keep all but the top N layers as the base (instead of naming one). */
