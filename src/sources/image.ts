@@ -26,6 +26,7 @@ export interface ImageConfig {
 }
 
 const ATTESTATION = 'vnd.docker.reference.type'
+const UNKNOWN = { os: 'unknown', architecture: 'unknown' }
 
 /** Docker's build attestations ride in indexes as manifests for `unknown/unknown`: not images to flatten. */
 export function isAttestation(d: Descriptor): boolean {
@@ -42,7 +43,7 @@ export function imagePlatforms(index: ImageIndex, label: string, wanted?: string
   if (!wanted?.length) return images
   return wanted.map((w) => {
     const d = findPlatform({ ...index, manifests: images }, w)
-    if (!d) throw new DflattenError('image-not-found', `${label} has no ${w} image (it has ${images.map((i) => platformName(i.platform!)).join(', ')})`)
+    if (!d) throw new DflattenError('image-not-found', `${label} has no ${w} image (it has ${images.map((i) => platformName(i.platform ?? UNKNOWN)).join(', ')})`)
     return d
   })
 }
@@ -57,7 +58,7 @@ export async function readImage(store: ImageStore, opts: { digest?: string; plat
   if (parsed.kind === 'index') {
     const images = imagePlatforms(parsed.index, store.label, opts.platform ? [opts.platform] : undefined)
     if (images.length !== 1) {
-      throw new DflattenError('usage', `${store.label} is a multi-platform index (${images.map((d) => platformName(d.platform!)).join(', ')}); name one with --platform`)
+      throw new DflattenError('usage', `${store.label} is a multi-platform index (${images.map((d) => platformName(d.platform ?? UNKNOWN)).join(', ')}); name one with --platform`)
     }
     fetched = await store.manifest(images[0].digest, opts.signal)
     parsed = parseManifest(fetched.bytes, fetched.mediaType, store.label)
