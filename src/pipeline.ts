@@ -149,6 +149,7 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
         (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
     )
     if (above === 0) {
+      if (!plan.daemon) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is nothing to flatten`)
       if (opts.output) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is no new layer to write`)
       log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
       return { ...(await tagged(plan, plan.source.id, 'unchanged', log)), timings }
@@ -158,7 +159,8 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
       log(`${plan.source.ref} is already this flatten's result, from an earlier run`)
       return { ...(await tagged(plan, plan.source.id, 'cached', log)), timings }
     }
-    const cached = opts.output || opts.noCache ? null : await findCached(plan)
+    // The cache is the daemon's images; a daemonless source has none to look in.
+    const cached = opts.output || opts.noCache || !plan.daemon ? null : await findCached(plan)
     if (cached) {
       log(`already flattened earlier: ${cached.slice(7, 19)}`)
       return { ...(await tagged(plan, cached, 'cached', log)), timings }

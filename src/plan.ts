@@ -48,7 +48,8 @@ export interface Plan<S = unknown> {
   dflatten: 'plan'
   version: typeof DOC_VERSION
   method: MethodDoc<S>
-  daemon: DaemonInfo
+  /** null when the image is read without a daemon (docker:// or oci:). */
+  daemon: DaemonInfo | null
   /**
    * platform: os/architecture[/variant], as a container of the image must be created; platforms:
    * all that the image's index lists, when it lists more than one (the result has one only).

@@ -21,4 +21,16 @@ export interface Settings {
   containerdAddress?: string
   /** containerd's namespace of the daemon's images; default what `docker info` says, else `moby`. */
   containerdNamespace?: string
+  /** How registries are reached: credentials, CAs, insecure hosts (docker:// sources). */
+  registry?: RegistryAccess
+}
+
+/** What reaching a registry takes besides its name. */
+export interface RegistryAccess {
+  /** The Docker config dir credentials come from (`$DOCKER_CONFIG`, else `~/.docker`). */
+  configDir?: string
+  /** A dir of `*.crt` CAs (and a client `*.cert`/`*.key`), as `/etc/docker/certs.d/HOST/`. */
+  certDir?: string
+  /** Registries (`host[:port]`) reached over plain HTTP or unverified TLS. */
+  insecure?: string[]
 }

@@ -2,7 +2,9 @@
  * The only place dflatten's CLI reads DFLATTEN_* variables: it turns them into the library's
  * Settings once, at start, and passes those down. The library itself takes Settings only.
  */
-import type { Settings } from '../settings.js'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import type { RegistryAccess, Settings } from '../settings.js'
 import { DflattenError } from '../errors.js'
 
 export type Env = Record<string, string | undefined>
@@ -39,4 +41,9 @@ export function settingsFromEnv(env: Env = process.env): Settings {
     throw new DflattenError('usage', `DFLATTEN_SAVE_CONTENT=${saveContent} is not a content source; use save or export (the default)`)
   }
   return settings
+}
+
+/** Where registry credentials come from: Docker's own config dir, found as the docker CLI finds it. */
+export function registryAccessFromEnv(env: Env = process.env): RegistryAccess {
+  return { configDir: env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker') }
 }

@@ -8,6 +8,7 @@ import { rename, rm, stat } from 'node:fs/promises'
 import { once } from 'node:events'
 import { count, flatten, type FlattenOptions, type FlattenResult, type Progress } from '../pipeline.js'
 import type { Settings } from '../settings.js'
+import type { SourceOptions } from '../sources/resolve.js'
 import { HELP_OPTION, atMost, helpText, parseOptions, type Values } from './options.js'
 import { methodChoice } from './methods.js'
 import { abortOnSignals, binaryStdout, tuneHeap, version } from './runtime.js'
@@ -25,7 +26,7 @@ export const FLATTEN_OPTIONS = [
     name: 'platform',
     type: 'string',
     value: 'OS/ARCH[/VARIANT]',
-    help: "which platform of a multi-platform image to flatten (default:\nthe daemon's); the result holds that one platform",
+    help: "which platform of a multi-platform image (local, docker:// or oci:)\nto flatten (default: the daemon's); the result holds that one",
   },
   { name: 'original', short: 'o', type: 'string', value: 'IMAGE', help: 'the image to flatten (same as the IMAGE argument)' },
   {
@@ -57,6 +58,8 @@ export const FLATTEN_OPTIONS = [
     value: 'FILE',
     help: "write the image archive to FILE ('-' for stdout) instead of\nloading it; 'docker load -i FILE' loads it later",
   },
+  { name: 'cert-dir', type: 'string', value: 'DIR', help: 'CAs (*.crt) and a client cert (*.cert, *.key) for registries' },
+  { name: 'insecure-registry', type: 'string', multiple: true, value: 'HOST', help: 'reach HOST[:PORT] over plain HTTP or unverified TLS (repeatable)' },
   { name: 'quiet', short: 'q', type: 'boolean', help: 'print nothing but errors (no progress line either)' },
   { name: 'verbose', short: 'v', type: 'boolean', help: "also say which method and why, and each stage's wall time" },
   { name: 'json', type: 'boolean', help: 'print the result as one JSON object on stdout' },
@@ -200,17 +203,18 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
   const bar = progressBar(!quiet && process.stderr.isTTY === true)
   try {
     // settings is not a FlattenOptions field on this branch yet; a variable (not a literal) passes it through.
-    const opts: FlattenOptions & { settings: Settings } = {
+    const registry = { ...settings.registry, certDir: args['cert-dir'], insecure: args['insecure-registry'] }
+    const opts: FlattenOptions & SourceOptions & { settings: Settings } = {
       image: args.image,
+      platform: args.platform,
       base: args.base,
       tag: args.tag,
       force: args.force,
-      platform: args.platform,
       method: args.method,
       noCache: args['no-cache'],
       verbose: args.verbose,
       signal: ac.signal,
-      settings,
+      settings: { ...settings, registry },
       output: sink ?? file?.stream ?? undefined,
       log: quiet ? undefined : (line) => bar.clear() && process.stderr.write(`dflatten: ${line}\n`),
       onProgress: (p) => bar.update(p),

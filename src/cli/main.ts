@@ -4,7 +4,7 @@
  * line and an exit code.
  */
 import type { Settings } from '../settings.js'
-import { settingsFromEnv, type Env } from './env.js'
+import { registryAccessFromEnv, settingsFromEnv, type Env } from './env.js'
 import { fail } from './runtime.js'
 import { useDockerCommand } from '../docker.js'
 import { flattenCommand } from './flatten.js'
@@ -30,7 +30,7 @@ export const STAGE_COMMANDS: Record<string, Command> = {
 /** Run one command line; `env` is the environment to read (default: this process's). */
 export async function main(argv: string[], env?: Env): Promise<number> {
   try {
-    const settings = settingsFromEnv(env)
+    const settings = { ...settingsFromEnv(env), registry: registryAccessFromEnv(env) }
     // The stage commands call docker too, outside flatten(): point every call at the one asked for.
     useDockerCommand(settings.docker ?? 'docker')
     const [first, ...rest] = argv

@@ -8,8 +8,10 @@ import { overlay } from './overlay/index.js'
 import { overlayCopy } from './overlay-copy/index.js'
 import { save } from './save/index.js'
 import { snapshots } from './snapshots/index.js'
+import { registry } from './registry/index.js'
 
-const METHODS: Method[] = [overlay, overlayCopy, snapshots, save]
+// registry is planned from docker:// and oci: references (src/sources), never picked by auto.
+const METHODS: Method[] = [overlay, overlayCopy, snapshots, save, registry]
 const AUTO: Method[] = [overlay, snapshots, save]
 /** Works wherever the docker CLI does: what a refusal points to. */
 const FALLBACK = save.name

@@ -11,6 +11,8 @@ import { flattenMarker, takesOwnName } from '../rerun.js'
 import { pickMethod } from '../methods/index.js'
 import type { Settings } from '../settings.js'
 import { DOC_VERSION, type MethodChoice, type Plan } from '../plan.js'
+import { isDaemonless } from '../sources/reference.js'
+import { resolveSource } from '../sources/resolve.js'
 
 export interface ResolveOptions {
   /** The image to flatten: name, name:tag, repo@digest or id. */
@@ -62,6 +64,8 @@ function checkReference(ref: string, what: string): void {
 }
 
 export async function resolve(opts: ResolveOptions): Promise<Plan> {
+  // docker:// and oci: images are read without the daemon (the registry method).
+  if (isDaemonless(opts.image)) return resolveSource(opts)
   checkReference(opts.image, 'the image')
   if (opts.base) checkReference(opts.base, 'the base')
   const info = await daemonInfo()

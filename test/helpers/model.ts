@@ -8,9 +8,14 @@ import { must } from './must.js'
 export type Node = { type: 'dir' | 'file' | 'symlink'; content?: string }
 export type Fs = Map<string, Node>
 
-/** Apply one layer as Docker does: opaque and whiteouts act on what was there before it. */
+/**
+ * Apply one layer as Docker does: opaque and whiteouts act on what was there before it. An opaque
+ * marker spares what the layer itself wrote before it, wherever it comes in the layer (Docker's
+ * applier keeps the layer's unpacked paths, overlayfs marks the directory).
+ */
 export function apply(fs: Fs, layer: Array<{ name: string; type: string; content?: string; link?: string }>): void {
   const before = new Set(fs.keys())
+  const written = new Set<string>()
   const drop = (p: string, self: boolean): void => {
     for (const k of [...fs.keys()]) if ((self && k === p) || k.startsWith(p + '/') || (p === '' && k !== '')) fs.delete(k)
   }
@@ -18,16 +23,18 @@ export function apply(fs: Fs, layer: Array<{ name: string; type: string; content
     const base = e.name.slice(e.name.lastIndexOf('/') + 1)
     const dir = e.name.includes('/') ? e.name.slice(0, e.name.lastIndexOf('/')) : ''
     if (base === '.wh..wh..opq') {
-      for (const k of [...fs.keys()]) if (before.has(k) && (dir === '' ? k !== '' : k.startsWith(dir + '/'))) fs.delete(k)
+      for (const k of [...fs.keys()]) if (before.has(k) && !written.has(k) && (dir === '' ? k !== '' : k.startsWith(dir + '/'))) fs.delete(k)
     } else if (base.startsWith('.wh.')) {
       drop((dir ? dir + '/' : '') + base.slice(4), true)
     } else if (e.type === 'dir') {
       if (fs.get(e.name)?.type !== 'dir') drop(e.name, true)
       fs.set(e.name, { type: 'dir' })
+      written.add(e.name)
     } else {
       drop(e.name, true)
       if (e.type === 'link') fs.set(e.name, { ...must(fs.get(must(e.link, 'a link target')), `${e.link} in the model`) })
       else fs.set(e.name, { type: e.type as 'file' | 'symlink', content: e.content })
+      written.add(e.name)
     }
   }
 }

@@ -43,7 +43,7 @@ const COMMANDS: Array<{ name: string; table: OptionTable; help: string; parse: (
 ]
 
 /** A value each string option accepts. */
-const SAMPLE: Record<string, string> = { tag: 'out:1', base: 'scratch', original: 'img:1', method: 'save', output: '/tmp/x.tar', platform: 'linux/arm64' }
+const SAMPLE: Record<string, string> = { tag: 'out:1', base: 'scratch', original: 'img:1', method: 'save', output: '/tmp/x.tar', platform: 'linux/arm64', 'cert-dir': '/etc/certs', 'insecure-registry': 'reg:5000' }
 
 t.test('every command lists each of its options in its --help, and every stage has a command', async (t) => {
   for (const c of COMMANDS) {
@@ -135,7 +135,7 @@ t.test('--method is checked against the methods', async (t) => {
     t.equal((parseFlattenArgs(['img:1', '-m', m]) as { method?: string }).method, m, `flatten -m ${m}`)
     t.equal((parseResolveArgs(['img:1', '--method', m]) as { method?: string }).method, m, `resolve --method ${m}`)
   }
-  refuses(t, () => parseFlattenArgs(['img:1', '-m', 'fast']), /^unknown method fast; use auto, overlay, overlay-copy, snapshots, save$/, 'flatten -m fast')
+  refuses(t, () => parseFlattenArgs(['img:1', '-m', 'fast']), /^unknown method fast; use auto, overlay, overlay-copy, snapshots, save, registry$/, 'flatten -m fast')
   refuses(t, () => parseResolveArgs(['img:1', '--method=Overlay']), /unknown method Overlay/, 'methods are case-sensitive')
   t.equal(methodChoice(undefined), undefined, 'no --method: the library picks')
 })

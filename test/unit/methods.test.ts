@@ -9,10 +9,10 @@ const source = { Id: 'sha256:' + 'a'.repeat(64), GraphDriver: { Name: 'vfs', Dat
 const info: DaemonInfo = { driver: 'vfs', dockerRoot: '/var/lib/docker', serverVersion: '20.10', containerdStore: false, remote: false }
 
 t.test('the registry', async (t) => {
-  t.same(methodNames(), ['overlay', 'overlay-copy', 'snapshots', 'save'])
+  t.same(methodNames(), ['overlay', 'overlay-copy', 'snapshots', 'save', 'registry'])
   t.equal(getMethod('save').name, 'save')
   t.ok(allMethods().every((m) => m.summary.length > 0 && !m.summary.includes('\n')), 'every method has a one-line summary')
-  t.throws(() => getMethod('rsync'), { code: 'usage', message: /unknown method rsync; use auto, overlay, overlay-copy, snapshots, save/ })
+  t.throws(() => getMethod('rsync'), { code: 'usage', message: /unknown method rsync; use auto, overlay, overlay-copy, snapshots, save, registry/ })
 })
 
 t.test('auto takes the first method that can work, and says why the others cannot', async (t) => {
