@@ -111,13 +111,13 @@ export const save: Method<SaveState> = {
   name: 'save',
   summary: "merge the layers of 'docker save' in user space (any daemon, no root; reads the image twice: docker save, then docker export)",
   largeHeap: true,
-  available: async () => ({ ok: true, reason: 'it works with any daemon the docker CLI reaches' }),
+  available: () => Promise.resolve({ ok: true, reason: 'it works with any daemon the docker CLI reaches' }),
   // A second save orders files differently: its result is another image, cached apart.
   cacheKey: (settings, daemon) => (secondSaveReason(settings, daemon) ? 'save, content from a second save' : 'save'),
   // The configs come from the archive, in diff; docker history counts the base's entries.
   plan: async ({ base }) => ({ baseHistoryLength: base ? await historyLength(base.Id) : 0 }),
   // Nothing to mount: the work dir only holds the entries file (and, in pack, a container record).
-  prepare: async (plan) => plan.method.state,
+  prepare: (plan) => Promise.resolve(plan.method.state),
   async entries(m, ctx) {
     const found = await savedDifference(m, ctx.signal)
     const content = contentSource(found.entries, ctx.settings, m.daemon)
