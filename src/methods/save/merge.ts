@@ -155,7 +155,6 @@ function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
   const walk = (n: Node, path: string): void => {
     const m = n.m
     const file = m !== undefined && !m.whiteout && (m.header.type === '0' || m.content !== undefined)
-    // The entry whose content it is: its own, or the one a hardlink shares.
     const source = m && sourceOf(m)
     const key = source ? `${source.layer.member}#${source.index}` : ''
     const firstName = file && m.header.size === 0 ? firstEmpty.get(key) : undefined
