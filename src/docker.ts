@@ -22,7 +22,8 @@ export interface ImageInspect {
   Architecture: string
   Variant?: string
   Config: Record<string, unknown> | null
-  GraphDriver: { Name: string; Data: Record<string, string> | null }
+  /** Left out by daemons that use the containerd image store. */
+  GraphDriver?: { Name: string; Data: Record<string, string> | null }
   RootFS: { Type: string; Layers?: string[] }
 }
 
@@ -82,7 +83,8 @@ const DOCKER_SAYS = {
 }
 
 function stderrOf(e: unknown): string {
-  return String((e as { stderr?: unknown }).stderr ?? '')
+  const stderr = (e as { stderr?: unknown }).stderr
+  return typeof stderr === 'string' ? stderr : ''
 }
 
 /** A failed docker command as one line in docker's words, with a code (see DOCKER_SAYS). */
@@ -416,7 +418,7 @@ export function dockerLoadInput(signal?: AbortSignal): LoadInput {
   const stdin = child.writable()
   stdin.on('error', () => {}) // the child's failure (or an EPIPE from it), which `loaded` says better
   const loaded = child.then(
-    (r) => parseLoadOutput(String(r.stdout)),
+    (r) => parseLoadOutput(r.stdout),
     (e: unknown) => {
       throw dockerError(['load'], e)
     },

@@ -12,7 +12,7 @@ export function stableJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => {
     if (v && typeof v === 'object' && !Array.isArray(v)) {
       const sorted: Record<string, unknown> = {}
-      for (const k of Object.keys(v as object).sort()) sorted[k] = (v as Record<string, unknown>)[k]
+      for (const k of Object.keys(v).sort()) sorted[k] = (v as Record<string, unknown>)[k]
       return sorted
     }
     return v
@@ -133,7 +133,7 @@ export function imageArchive(input: ImageArchiveInput): Readable {
     pack.finalize()
     input.onDone?.({ imageId: configDigest, diffId, layerSize: input.layer.size, configJson })
   }
-  run().catch((err: Error) => pack.destroy(err))
+  run().catch((err: unknown) => pack.destroy(err as Error))
   return pack as unknown as Readable
 }
 

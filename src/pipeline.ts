@@ -7,7 +7,7 @@
  * The first three pass small documents; pack streams the image archive straight into
  * `docker load`'s stdin, so no tarball is ever written to disk.
  */
-import { Readable, type Writable } from 'node:stream'
+import { Readable } from 'node:stream'
 import pump from 'pump'
 import { resolve, type ResolveOptions } from './stages/resolve.js'
 import { mountStage } from './stages/mount.js'
@@ -71,7 +71,10 @@ export function pumpAll(streams: Array<NodeJS.ReadableStream | NodeJS.WritableSt
       const first = streams[0] as Readable
       first.destroy(new Interrupted(String(signal?.reason ?? 'signal')))
     }
-    if (signal?.aborted) return reject(new Interrupted(String(signal.reason)))
+    if (signal?.aborted) {
+      reject(new Interrupted(String(signal.reason)))
+      return
+    }
     signal?.addEventListener('abort', onAbort, { once: true })
     pump(...(streams as [NodeJS.ReadableStream, NodeJS.WritableStream]), (err?: Error) => {
       signal?.removeEventListener('abort', onAbort)
@@ -215,12 +218,12 @@ async function run(
     peek,
     packStage({ onDone: (r) => (packed = r), onSize: (n) => (total = n), signal: opts.signal, settings: opts.settings }),
     progress,
-    opts.output ?? (loadStage({ signal: opts.signal }) as Writable),
+    opts.output ?? loadStage({ signal: opts.signal }),
   ]
   await pumpAll(stages, opts.signal)
   timings[stage] = (performance.now() - last) / 1000
   if (!packed) throw new DflattenError('tool-failed', 'the archive was not completed')
-  const p = packed as PackResult
+  const p = packed
   const common = { ...summary(plan), diff, layerBytes: p.layerSize, timings }
   if (opts.output) {
     return { ...common, imageId: p.imageId, layers: plan.base.layers.length + 1, size: 0, outcome: 'written' }

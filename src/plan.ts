@@ -13,9 +13,10 @@ import { DflattenError } from './errors.js'
 
 export const DOC_VERSION = 2
 
-/** A method's name (see `methodNames()` in src/methods); `auto` lets resolve pick. */
+/** A method's name (see `methodNames()` in src/methods). */
 export type MethodName = string
-export type MethodChoice = MethodName | 'auto'
+/** A method's name or `auto`, which lets resolve pick (a string too: the registry is open). */
+export type MethodChoice = MethodName
 
 /** The parts of the result every method must provide, exactly as the daemon holds them. */
 export interface ImageParts {
@@ -101,7 +102,7 @@ export function expectDoc<K extends DocKind>(doc: unknown, kind: K, stage: strin
     throw new DflattenError('bad-input', `${want}; got document version ${String(d.version)}, this dflatten reads version ${DOC_VERSION}`)
   }
   if (d.dflatten !== kind) {
-    const from = PRODUCER[d.dflatten as DocKind] ?? 'something else'
+    const from = Object.hasOwn(PRODUCER, d.dflatten) ? PRODUCER[d.dflatten as DocKind] : 'something else'
     throw new DflattenError('bad-input', `${want}; got the output of \`${from}\``)
   }
   return doc as Extract<StageDoc, { dflatten: K }>

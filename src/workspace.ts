@@ -103,7 +103,7 @@ export async function mountOverlay(
   try {
     await execa('mount', ['-t', 'overlay', 'overlay', '-o', opts, target], { cwd: ws.dir })
   } catch (e) {
-    const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message).replace(/\s+/g, ' ').trim()
+    const msg = String((e as { stderr?: string; message?: string }).stderr ?? (e as { message?: string }).message).replace(/\s+/g, ' ').trim()
     throw new DflattenError('host', `cannot mount the overlay at ${target}: ${msg}`)
   }
 }

@@ -30,7 +30,7 @@ export function writeDoc(doc: StageDoc): void {
  * or a signal removes it) and hands it on when it succeeds.
  */
 export async function holding<T>(doc: unknown, work: () => Promise<T>): Promise<T> {
-  const dir = (doc as { workspace?: { dir?: string } })?.workspace?.dir
+  const dir = (doc as { workspace?: { dir?: string } } | null | undefined)?.workspace?.dir
   if (dir) track(dir)
   const out = await work()
   if (dir) release(dir)

@@ -145,10 +145,9 @@ function progressBar(enabled: boolean) {
       process.stderr.write(`\r\x1b[K${p.stage}: ${mb(p.done)} of ${mb(p.total)} (${pct}%), ${mb(rate)}/s, ${eta}s left`)
       visible = true
     },
-    clear(): true {
+    clear(): void {
       if (visible) process.stderr.write('\r\x1b[K')
       visible = false
-      return true
     },
   }
 }
@@ -200,7 +199,7 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
   // Print the report on stderr when stdout carries the archive.
   const say = toStdout ? process.stderr : process.stdout
   const file = args.output && !toStdout ? await archiveFile(args.output) : null
-  const bar = progressBar(!quiet && process.stderr.isTTY === true)
+  const bar = progressBar(!quiet && (process.stderr.isTTY as boolean | undefined) === true)
   try {
     // settings is not a FlattenOptions field on this branch yet; a variable (not a literal) passes it through.
     const registry = { ...settings.registry, certDir: args['cert-dir'], insecure: args['insecure-registry'] }
@@ -216,7 +215,12 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
       signal: ac.signal,
       settings: { ...settings, registry },
       output: sink ?? file?.stream ?? undefined,
-      log: quiet ? undefined : (line) => bar.clear() && process.stderr.write(`dflatten: ${line}\n`),
+      log: quiet
+        ? undefined
+        : (line) => {
+            bar.clear()
+            process.stderr.write(`dflatten: ${line}\n`)
+          },
       onProgress: (p) => bar.update(p),
       onPlan: (plan) => tuneHeap(plan.method),
     }

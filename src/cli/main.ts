@@ -33,7 +33,8 @@ export async function main(argv: string[], env?: Env): Promise<number> {
     const settings = { ...settingsFromEnv(env), registry: registryAccessFromEnv(env) }
     // The stage commands call docker too, outside flatten(): point every call at the one asked for.
     useDockerCommand(settings.docker ?? 'docker')
-    const [first, ...rest] = argv
+    const first = argv.at(0)
+    const rest = argv.slice(1)
     const stage = first !== undefined && Object.hasOwn(STAGE_COMMANDS, first) ? STAGE_COMMANDS[first] : undefined
     return stage ? await stage(rest, settings) : await flattenCommand(argv, settings)
   } catch (e) {

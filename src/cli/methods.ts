@@ -14,5 +14,5 @@ export function methodChoice(value: string | undefined): MethodChoice | undefine
   if (value !== 'auto' && !names.includes(value)) {
     throw new DflattenError('usage', `unknown method ${value}; use auto, ${names.join(', ')}`)
   }
-  return value as MethodChoice
+  return value
 }

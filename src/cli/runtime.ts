@@ -67,7 +67,7 @@ export function fail(e: unknown): number {
     process.stderr.write(`dflatten: ${e.message}\n`)
     return exitCodeOf(e)
   }
-  const err = e as Error
+  const err = e as Error | null | undefined
   process.stderr.write(`dflatten: internal error: ${err?.stack ?? String(e)}\n`)
   return INTERNAL_ERROR
 }

@@ -24,7 +24,8 @@ const LEVELS: Record<Compression, [number, number]> = { gzip: [1, 9], zstd: [1, 
 
 /** Parse `gzip`, `zstd`, `none`, or `gzip:LEVEL`/`zstd:LEVEL`. */
 export function parseCompression(text: string): CompressionChoice {
-  const [kind, level, ...rest] = text.split(':')
+  // split gives at least one piece; a level may not follow.
+  const [kind, level, ...rest] = text.split(':') as [string, string?, ...string[]]
   if (!(COMPRESSIONS as readonly string[]).includes(kind) || rest.length) {
     throw new DflattenError('usage', `unknown compression ${JSON.stringify(text)}; use ${COMPRESSIONS.join(', ')} (gzip and zstd take :LEVEL)`)
   }

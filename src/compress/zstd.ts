@@ -23,11 +23,14 @@ export async function* zstd(source: AsyncIterable<Buffer>, opts: ZstdOptions): A
     stripFinalNewline: false,
   })
   // The input is fed beside the reading; its failure is the child's or the source's, seen below.
-  const fed = pipeline(Readable.from(source), child.stdin).catch((e: unknown) => e)
+  const fed = pipeline(Readable.from(source), child.stdin).then(
+    () => null,
+    (e: unknown) => ({ error: e }),
+  )
   try {
     for await (const c of child.stdout) yield c as Buffer
     const fedError = await fed
-    if (fedError) throw fedError
+    if (fedError) throw fedError.error
     await child
   } catch (e) {
     // A child that failed (not installed, killed, bad level) says why better than the stream
@@ -43,7 +46,7 @@ export async function* zstd(source: AsyncIterable<Buffer>, opts: ZstdOptions): A
 function explain(e: unknown): unknown {
   if (e instanceof ExecaError) {
     if (e.code === 'ENOENT') return new DflattenError('tool-missing', 'zstd is not installed; --compress zstd needs it (apt-get install zstd)')
-    if (!e.isCanceled) return new DflattenError('tool-failed', `zstd failed: ${String(e.stderr ?? '').trim() || e.shortMessage}`)
+    if (!e.isCanceled) return new DflattenError('tool-failed', `zstd failed: ${e.shortMessage}`)
   }
   return e
 }

@@ -26,7 +26,7 @@ export function allMethods(): readonly Method[] {
 
 export function getMethod(name: string): Method {
   const m = METHODS.find((m) => m.name === name)
-  if (!m) throw new DflattenError('usage', `unknown method ${String(name)}; use auto, ${methodNames().join(', ')}`)
+  if (!m) throw new DflattenError('usage', `unknown method ${name}; use auto, ${methodNames().join(', ')}`)
   return m
 }
 

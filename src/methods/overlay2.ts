@@ -34,7 +34,7 @@ export async function overlay2Available({ info, source }: Probe): Promise<Availa
 
 /** Every layer's diff dir, base first, from the overlay2 driver's data. */
 function layerDirs(img: ImageInspect): string[] {
-  const data = img.GraphDriver.Data ?? {}
+  const data = img.GraphDriver?.Data ?? {}
   const dirs = [data.UpperDir, ...(data.LowerDir ? data.LowerDir.split(':') : [])].filter(Boolean)
   const layers = img.RootFS.Layers ?? []
   if (dirs.length !== layers.length) {

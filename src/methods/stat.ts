@@ -6,10 +6,15 @@ import type { BigIntStats } from 'node:fs'
 import type { LayerEntry } from '../entry.js'
 import { isPrivateXattr } from '../whiteout.js'
 
-/** Linux's dev_t encoding, as glibc's major() and minor() read it. */
+/**
+ * Linux's dev_t encoding, as glibc's gnu_dev_major() and gnu_dev_minor() read it: a 64-bit
+ * dev_t, 32 bits of each number. The masks are bounded so that one number's bits never leak
+ * into the other's.
+ */
 export function devNumbers(rdev: bigint): { devmajor: number; devminor: number } {
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)
+  const dev = BigInt.asUintN(64, rdev)
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n)
+  const minor = (dev & 0xffn) | ((dev >> 12n) & 0xffffff00n)
   return { devmajor: Number(major), devminor: Number(minor) }
 }
 

@@ -23,13 +23,14 @@ export function parseChallenges(value: string | string[] | undefined): Challenge
   const out: Challenge[] = []
   for (const line of Array.isArray(value) ? value : value ? [value] : []) {
     const re = /\s*([A-Za-z][\w!#$%&'*+.^`|~-]*)(?:\s+|$)|\s*([\w!#$%&'*+.^`|~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?/y
-    let m: RegExpExecArray | null
+    // A group that took no part in the match is undefined.
+    let m: (string | undefined)[] | null
     let current: Challenge | undefined
     while (re.lastIndex < line.length && (m = re.exec(line))) {
       if (m[1] !== undefined) {
         current = { scheme: m[1].toLowerCase(), params: {} }
         out.push(current)
-      } else if (current) {
+      } else if (current && m[2] !== undefined) {
         current.params[m[2].toLowerCase()] = m[3] !== undefined ? m[3].replace(/\\(.)/g, '$1') : (m[4] ?? '')
       }
     }

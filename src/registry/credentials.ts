@@ -98,13 +98,13 @@ function fromAuthEntry(entry: AuthEntry, file: string, registry: string): Creden
 async function runHelper(name: string, server: string): Promise<Credentials | undefined> {
   const program = `docker-credential-${name}`
   const r = await execa(program, ['get'], { input: server, reject: false, timeout: 30_000 })
-  if ((r as { code?: string }).code === 'ENOENT') {
+  if (['ENOENT', 'EACCES'].includes((r as { code?: string }).code ?? '')) {
     throw new DflattenError('tool-missing', `${program} is not installed (the Docker config names it for ${server})`)
   }
-  const out = String(r.stdout).trim()
+  const out = r.stdout.trim()
   if (r.exitCode !== 0) {
     if (/credentials not found/i.test(out)) return undefined
-    const said = (String(r.stderr).trim() || out).split('\n')[0]
+    const said = (r.stderr.trim() || out).split('\n')[0]
     throw new DflattenError('tool-failed', `${program} get ${server} failed: ${said || `exit code ${r.exitCode}`}`)
   }
   let parsed: { Username?: string; Secret?: string }

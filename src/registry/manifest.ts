@@ -93,8 +93,8 @@ export function parseManifest(bytes: Buffer, mediaType: string, what: string): P
 
 /** The index entry for a platform (`linux/amd64`, `linux/arm64/v8`), or undefined. */
 export function findPlatform(index: ImageIndex, platform: string): Descriptor | undefined {
-  const [os, architecture, variant] = platform.split('/')
+  const [os, architecture, variant] = platform.split('/') as [string, string?, string?]
   return index.manifests.find(
-    (d) => d.platform?.os === os && d.platform?.architecture === architecture && (variant === undefined || d.platform?.variant === variant),
+    (d) => d.platform?.os === os && d.platform.architecture === architecture && (variant === undefined || d.platform.variant === variant),
   )
 }

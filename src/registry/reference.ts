@@ -54,7 +54,8 @@ export function parseRegistryRef(input: string): RegistryRef {
   const parts = rest.split('/')
   let registry: string = DOCKER_HUB
   if (parts.length > 1 && (/[.:]/.test(parts[0]) || parts[0] === 'localhost' || parts[0].startsWith('['))) {
-    registry = parts.shift()!
+    registry = parts[0]
+    parts.shift()
     if (!HOST.test(registry)) bad(`bad registry host ${JSON.stringify(registry)}`)
   }
   let tag: string | undefined

@@ -226,7 +226,7 @@ async function tlsOptions(certDir?: string): Promise<{ ca: string[]; cert?: stri
 }
 
 function errorCode(e: unknown): string {
-  const err = e as { code?: string; cause?: { code?: string } }
+  const err = e as { code?: string; cause?: { code?: string } } | null | undefined
   return err?.cause?.code ?? err?.code ?? ''
 }
 
@@ -254,7 +254,7 @@ const CERT_CODES = /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAI
 function networkError(req: HttpRequest, e: unknown, repeatable: boolean): DflattenError {
   if (e instanceof DflattenError) return e
   const code = errorCode(e)
-  const err = e as Error & { cause?: Error }
+  const err = e as { message?: string; cause?: Error }
   const detail = (err.cause?.message ?? err.message ?? String(e)).split('\n')[0]
   const host = req.url.host
   if (code === 'ECONNREFUSED') return new NetworkError(`${req.what}: cannot connect to registry ${host} (connection refused)`, code, false)

@@ -141,21 +141,21 @@ async function patchStream(session: RegistrySession, state: { location?: URL }, 
     gate.end()
     timer = setTimeout(() => hard.abort(), 5000)
   }
-  const onAbort = (): void => stop(abortError(options.signal!, what))
+  const onAbort = (): void => stop(abortError(options.signal, what))
   digester.on('error', stop)
   options.signal?.addEventListener('abort', onAbort, { once: true })
   digester.pipe(gate)
   try {
     const res = await session.send({
       method: 'PATCH',
-      url: state.location!,
+      url: sessionUrl(state),
       headers: { 'content-type': 'application/octet-stream' },
       body: gate,
       scopes: options.scopes,
       signal: hard.signal,
       what,
     })
-    state.location = await nextLocation(session, res, state.location!, what)
+    state.location = await nextLocation(session, res, sessionUrl(state), what)
   } catch (e) {
     throw stopped ? stopped.reason : e
   } finally {
@@ -179,7 +179,7 @@ async function patchChunks(session: RegistrySession, state: { location?: URL }, 
     throwIfAborted(options.signal, what)
     const res = await session.send({
       method: 'PATCH',
-      url: state.location!,
+      url: sessionUrl(state),
       headers: {
         'content-type': 'application/octet-stream',
         'content-length': String(chunk.length),
@@ -190,7 +190,7 @@ async function patchChunks(session: RegistrySession, state: { location?: URL }, 
       what,
     })
     if (res.status === 416) throw new DflattenError('registry', `${what}: registry ${session.registry} refused the chunk at ${offset} (416)`)
-    state.location = await nextLocation(session, res, state.location!, what)
+    state.location = await nextLocation(session, res, sessionUrl(state), what)
     offset += chunk.length
   }
   for await (const piece of body as AsyncIterable<Buffer>) {
@@ -237,11 +237,17 @@ async function finish(
   await res.body.dump()
 }
 
+/** The upload session's latest URL: uploadBlob opens the session before any PATCH. */
+function sessionUrl(state: { location?: URL }): URL {
+  if (!state.location) throw new Error('upload: a PATCH before the session was opened')
+  return state.location
+}
+
 function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw abortError(signal, what)
 }
 
-function abortError(signal: AbortSignal, what: string): DflattenError {
-  const r: unknown = signal.reason
+function abortError(signal: AbortSignal | undefined, what: string): DflattenError {
+  const r: unknown = signal?.reason
   return r instanceof DflattenError ? r : new DflattenError('interrupted', `${what}: upload cancelled`)
 }

@@ -29,7 +29,7 @@ export function loadStage(opts: LoadOptions = {}): Writable {
   const failure = (l: LoadInput): Promise<Error> =>
     l.loaded.then(
       () => new DflattenError('tool-failed', 'docker load stopped reading its input'),
-      (e: Error) => e,
+      (e: unknown) => e as Error,
     )
 
   return new Writable({
@@ -37,7 +37,10 @@ export function loadStage(opts: LoadOptions = {}): Writable {
     write(chunk: Buffer, _enc, cb) {
       const l = input()
       if (l.stdin.destroyed) return void failure(l).then(cb)
-      if (l.stdin.write(chunk)) return cb()
+      if (l.stdin.write(chunk)) {
+        cb()
+        return
+      }
       const drained = (): void => {
         l.stdin.off('close', closed)
         cb()
@@ -60,7 +63,7 @@ export function loadStage(opts: LoadOptions = {}): Writable {
           }
           opts.onDone?.(out)
         })
-        .then(() => cb(), (e: Error) => cb(e))
+        .then(() => cb(), (e: unknown) => cb(e as Error))
     },
     destroy(err, cb) {
       void (load?.kill() ?? Promise.resolve()).then(() => cb(err))

@@ -24,7 +24,7 @@ export function objectStage<I, O>(fn: (input: I, ctx: StageContext) => Promise<O
   return through2.obj(function (chunk: I, _enc, cb) {
     inFlight(fn(chunk, ctx)).then(
       (out) => cb(null, out),
-      (err: Error) => cb(err),
+      (err: unknown) => cb(err as Error),
     )
   })
 }

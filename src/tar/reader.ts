@@ -25,7 +25,7 @@ class Pull implements TarSink {
   private events: Event[] = []
   private at = 0
   /** The parser's error, thrown once the events before it have been taken. */
-  private failure: unknown = undefined
+  private failure: { error: unknown } | undefined = undefined
   private over = false
 
   constructor(private readonly source: AsyncIterator<Buffer>) {}
@@ -50,7 +50,7 @@ class Pull implements TarSink {
     this.events = []
     this.at = 0
     for (;;) {
-      if (this.failure !== undefined) throw this.failure
+      if (this.failure !== undefined) throw this.failure.error
       if (this.over) return false
       if (this.parser.done) {
         // What follows the end-of-archive blocks is read, unlooked at, so whoever hashes or
@@ -68,7 +68,7 @@ class Pull implements TarSink {
           this.parser.write(Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value))
         }
       } catch (err) {
-        this.failure = err
+        this.failure = { error: err }
       }
       if (this.events.length) return true
     }
@@ -82,6 +82,7 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     let event = pull.take()
     if (event === undefined) {
       if (!(await pull.fill())) return
+      // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- fill() says true only when it parsed events, taken from the first
       event = pull.take()!
     }
     // Between entries the next event is always a header: data and END are taken by the entry.

@@ -43,9 +43,9 @@ if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
   t.comment('DFLATTEN_SKIP_DOCKER26=1: Docker 26 daemons left out')
 } else {
   const start = await execa('bash', [SCRIPT, 'start'], { reject: false })
-  t.equal(start.exitCode, 0, `docker26.sh start: ${String(start.stderr).split('\n').slice(-3).join(' ')}`)
+  t.equal(start.exitCode, 0, `docker26.sh start: ${start.stderr.split('\n').slice(-3).join(' ')}`)
   const hosts = Object.fromEntries(
-    [...String(start.stdout).matchAll(/export (\w+)=(\S+)/g)].map((m) => [m[1], m[2]]),
+    [...start.stdout.matchAll(/export (\w+)=(\S+)/g)].map((m) => [m[1], m[2]]),
   ) as Record<string, string>
   const classic = hosts.DFLATTEN_D26_CLASSIC_HOST
 

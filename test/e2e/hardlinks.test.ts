@@ -31,7 +31,11 @@ function groupsOf(t: Test, entries: LayerEntry[]): string[][] {
     const p = e.path.toString()
     if (e.kind === 'file') fileAt.set(p, i)
     if (e.kind !== 'hardlink') return
-    const target = e.linkname!.toString()
+    if (!e.linkname) {
+      t.fail(`${p} is a hardlink without a target`)
+      return
+    }
+    const target = e.linkname.toString()
     const at = fileAt.get(target)
     if (at === undefined) return // a link to a file outside these entries (the base's)
     t.ok(at < i, `${p} comes after ${target}, the file it links to`)

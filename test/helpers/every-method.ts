@@ -29,8 +29,8 @@ export async function daemons(): Promise<Daemon[]> {
   const out: Daemon[] = [{ name: 'Docker 20.10', methods: ['overlay', 'overlay-copy', 'save', 'chain'] }]
   if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') return out
   const start = await execa('bash', [SCRIPT, 'start'], { reject: false })
-  const host = /export DFLATTEN_D26_CTRD_HOST=(\S+)/.exec(String(start.stdout))?.[1]
-  const skip = start.exitCode === 0 && host ? undefined : `docker26.sh start: ${String(start.stderr).split('\n').slice(-3).join(' ')}`
+  const host = /export DFLATTEN_D26_CTRD_HOST=(\S+)/.exec(start.stdout)?.[1]
+  const skip = start.exitCode === 0 && host ? undefined : `docker26.sh start: ${start.stderr.split('\n').slice(-3).join(' ')}`
   out.push({ name: 'Docker 26, containerd image store', host, methods: ['save', 'auto', 'chain'], skip })
   return out
 }

@@ -53,6 +53,9 @@ t.test('credentials from the Docker config', async (t) => {
     `#!/bin/sh\n[ "$1" = get ] || exit 2\nread s\necho "$s" >> ${join(dir, 'asked')}\ncase "$s" in\n  helped:1) echo '{"ServerURL":"helped:1","Username":"hu","Secret":"hs"}' ;;\n  tok:1) echo '{"ServerURL":"tok:1","Username":"<token>","Secret":"refresh"}' ;;\n  https://index.docker.io/v1/) echo '{"Username":"hub","Secret":"hubs"}' ;;\n  *) echo 'credentials not found in native keychain'; exit 1 ;;\nesac\n`,
   )
   await chmod(join(bin, 'docker-credential-fake'), 0o755)
+  // Found on PATH but not runnable: spawn says EACCES.
+  await writeFile(join(bin, 'docker-credential-noexec'), '#!/bin/sh\n')
+  await chmod(join(bin, 'docker-credential-noexec'), 0o644)
   const path = process.env.PATH
   process.env.PATH = `${bin}:${path}`
   t.teardown(() => void (process.env.PATH = path))
@@ -65,7 +68,7 @@ t.test('credentials from the Docker config', async (t) => {
         'ident:1': { identitytoken: 'it' },
         'other:1': {},
       },
-      credHelpers: { 'helped:1': 'fake', 'tok:1': 'fake', 'missing:1': 'fake', 'nohelper:1': 'absent-helper' },
+      credHelpers: { 'helped:1': 'fake', 'tok:1': 'fake', 'missing:1': 'fake', 'nohelper:1': 'absent-helper', 'noexec:1': 'noexec' },
     }),
   )
   t.same(await loadCredentials(dir, 'plain:1'), { kind: 'basic', username: 'u', password: 'p:with:colons' })
@@ -77,6 +80,7 @@ t.test('credentials from the Docker config', async (t) => {
   t.same(await loadCredentials(dir, 'tok:1'), { kind: 'identity-token', token: 'refresh' }, '<token> user is an identity token')
   t.equal(await loadCredentials(dir, 'missing:1'), undefined, 'a helper without the server is anonymous')
   await t.rejects(loadCredentials(dir, 'nohelper:1'), { code: 'tool-missing', message: /docker-credential-absent-helper is not installed/ })
+  await t.rejects(loadCredentials(dir, 'noexec:1'), { code: 'tool-missing', message: /docker-credential-noexec is not installed/ }, 'a helper that cannot be run')
 
   await writeFile(join(dir, 'config.json'), JSON.stringify({ credsStore: 'fake', auths: { 'plain:1': { auth: Buffer.from('a:b').toString('base64') } } }))
   t.same(await loadCredentials(dir, 'docker.io'), { kind: 'basic', username: 'hub', password: 'hubs' }, 'credsStore, Docker Hub under its v1 key')

@@ -3,11 +3,11 @@ import t from 'tap'
 import type { BigIntStats } from 'node:fs'
 import { LinkTracker, devNumbers, joinPath, keptXattrs, seconds, whiteoutEntry } from '../../src/methods/stat.js'
 
-/** glibc's makedev(), written out apart from the code under test. */
+/** glibc's gnu_dev_makedev() (32-bit numbers, 64-bit dev_t), written out apart from the code under test. */
 function makedev(major: number, minor: number): bigint {
   const M = BigInt(major)
   const m = BigInt(minor)
-  return ((M & 0xfffn) << 8n) | ((M & ~0xfffn) << 32n) | (m & 0xffn) | ((m & ~0xffn) << 12n)
+  return ((M & 0xfffn) << 8n) | ((M & 0xfffff000n) << 32n) | (m & 0xffn) | ((m & 0xffffff00n) << 12n)
 }
 
 t.test("device numbers decode as glibc's major() and minor()", async (t) => {
@@ -16,6 +16,20 @@ t.test("device numbers decode as glibc's major() and minor()", async (t) => {
     t.same(devNumbers(makedev(major, minor)), { devmajor: major, devminor: minor }, `${major},${minor}`)
   }
   t.same(devNumbers(1992n), { devmajor: 7, devminor: 200 }, 'a value as stat(1) prints it')
+})
+
+t.test('device numbers outside Linux\'s range decode as glibc does over a 64-bit dev_t', async (t) => {
+  const max = 0xffffffff
+  for (const [major, minor] of [[4096, 0], [0, 1048576], [4096, 1048576], [max, 0], [0, max], [max, max], [0x12345678, 0x9abcdef0]]) {
+    t.same(devNumbers(makedev(major, minor)), { devmajor: major, devminor: minor }, `${major},${minor}`)
+  }
+  // Each number's high bits stay its own.
+  t.same(devNumbers(1n << 44n), { devmajor: 4096, devminor: 0 }, 'the lowest of the major\'s high bits')
+  t.same(devNumbers(1n << 32n), { devmajor: 0, devminor: 1048576 }, 'the lowest of the minor\'s high bits')
+  t.same(devNumbers((1n << 64n) - 1n), { devmajor: max, devminor: max }, 'every bit set')
+  // dev_t is 64 bits: what lies above them is not there (as in a uint64_t), a negative value is its two's complement.
+  t.same(devNumbers((1n << 64n) | 1992n), { devmajor: 7, devminor: 200 }, 'bits above 64')
+  t.same(devNumbers(-1n), { devmajor: max, devminor: max }, '-1 as a uint64_t')
 })
 
 t.test('mtimes round down to whole seconds, before 1970 too', async (t) => {

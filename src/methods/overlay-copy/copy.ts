@@ -28,8 +28,10 @@ async function rsync(command: string, args: string[], signal?: AbortSignal, inpu
       throw new DflattenError('tool-missing', 'rsync is not installed; --method overlay-copy needs it (apt-get install rsync)')
     }
     if (e instanceof ExecaError && !e.isCanceled) {
-      const lines = String(e.stderr ?? '').trim().split('\n').filter(Boolean)
-      const why = lines.find((l) => !l.startsWith('rsync error:')) ?? lines[0] ?? e.shortMessage
+      // Typed undefined once narrowed to ExecaError; this call buffers it.
+      const stderr: unknown = e.stderr
+      const lines = (typeof stderr === 'string' ? stderr : '').trim().split('\n').filter(Boolean)
+      const why = lines.find((l) => !l.startsWith('rsync error:')) ?? lines.at(0) ?? e.shortMessage
       throw new DflattenError('tool-failed', `rsync failed (exit ${String(e.exitCode)}): ${why.trim()}`)
     }
     throw e
@@ -42,7 +44,7 @@ async function regularFiles(dirs: string[]): Promise<Buffer[]> {
   const walk = async (root: string, rel: Buffer | null): Promise<void> => {
     const abs = rel ? Buffer.concat([Buffer.from(root + '/'), rel]) : Buffer.from(root)
     for (const d of await readdir(abs, { encoding: 'buffer', withFileTypes: true })) {
-      const relPath = joinPath(rel, d.name as unknown as Buffer)
+      const relPath = joinPath(rel, d.name)
       if (d.isDirectory()) await walk(root, relPath)
       else if (d.isFile()) seen.add(relPath.toString('latin1'))
     }
@@ -96,7 +98,7 @@ export async function* upperDirEntries(upper: string, xattrs?: XattrMap): AsyncG
 
   async function* walk(dir: Buffer | null): AsyncGenerator<LayerEntry> {
     const abs = dir ? Buffer.concat([root, dir]) : root
-    const names = (await readdir(abs, { encoding: 'buffer' })).sort(Buffer.compare)
+    const names = (await readdir(abs, { encoding: 'buffer' })).sort((a, b) => Buffer.compare(a, b))
     for (const name of names) {
       const path = joinPath(dir, name)
       const full = Buffer.concat([root, path])

@@ -40,5 +40,8 @@ export const overlayCopy: Method<OverlayCopyState> = {
     await copyDifference(views, layerDirs.slice(m.base.layers.length), ctx.signal, ctx.settings.rsync)
     return { entries: upperDirEntries(views.upper), image: storeParts(m.method.state), state: m.method.state }
   },
-  layer: (d) => ({ entries: readEntries(d.entries!) }),
+  layer: (d) => {
+    if (d.entries === null) throw new DflattenError('bad-input', `dflatten pack: the ${d.method.name} method's diffed document lacks its entries`)
+    return { entries: readEntries(d.entries) }
+  },
 }

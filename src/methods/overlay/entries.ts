@@ -79,7 +79,10 @@ async function* touchedEntries(views: DirectViews, layersAbove: string[]): Async
     for (const layer of holders) {
       for (const d of readdirSync(under(layer, rel), { encoding: 'latin1', withFileTypes: true })) {
         touched.add(d.name)
-        if (isDir(d, layer, rel)) dirsIn.get(d.name)?.push(layer) ?? dirsIn.set(d.name, [layer])
+        if (!isDir(d, layer, rel)) continue
+        const dirs = dirsIn.get(d.name)
+        if (dirs) dirs.push(layer)
+        else dirsIn.set(d.name, [layer])
       }
     }
     const before = baseHasDir ? new Set(namesIn(under(base, rel))) : null

@@ -34,10 +34,13 @@ export const overlay: Method<OverlayState> = {
     else baseView = await workspaceDir(ws, 'empty')
     return { ...plan.method.state, views: { sourceView, baseView } }
   },
-  async entries(m) {
+  entries(m) {
     const { views, layerDirs } = m.method.state
-    if (!views) throw new DflattenError('bad-input', 'dflatten diff: the mounted document lacks its overlay views')
-    return { entries: directEntries(views, layerDirs.slice(m.base.layers.length)), image: storeParts(m.method.state), state: m.method.state }
+    if (!views) return Promise.reject(new DflattenError('bad-input', 'dflatten diff: the mounted document lacks its overlay views'))
+    return Promise.resolve({ entries: directEntries(views, layerDirs.slice(m.base.layers.length)), image: storeParts(m.method.state), state: m.method.state })
   },
-  layer: (d) => ({ entries: readEntries(d.entries!) }),
+  layer: (d) => {
+    if (d.entries === null) throw new DflattenError('bad-input', `dflatten pack: the ${d.method.name} method's diffed document lacks its entries`)
+    return { entries: readEntries(d.entries) }
+  },
 }

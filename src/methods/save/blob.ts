@@ -67,7 +67,9 @@ export function blobTar(body: AsyncIterable<Buffer>, gzip: boolean): { tar: Asyn
     tar: plain ? hashing(tarBytes, plain) : tarBytes,
     async digests() {
       // Whatever follows the end-of-archive blocks still belongs to the blob and its digest.
-      for await (const _ of counted) void _
+      for await (const _ of counted) {
+        // read to the end, bytes unkept
+      }
       const digest = 'sha256:' + raw.digest('hex')
       return { digest, diffId: plain ? 'sha256:' + plain.digest('hex') : digest, size }
     },

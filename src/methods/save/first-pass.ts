@@ -78,6 +78,7 @@ class BlobIndex implements TarSink {
   }
 
   data(chunk: Buffer): void {
+    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- the parser sends data only after a regular file's header (decode.ts: only files carry content), which set this.file
     this.file!.digest.update(chunk)
   }
 
@@ -90,11 +91,11 @@ class BlobIndex implements TarSink {
 
 /**
  * Pass 1's read of one layer blob: its entries, its size and, for a gzip blob, its digests.
- * Parsed by pushing (TarParser), as this pass only looks: on the large benchmark image the pull
- * reader's promises per entry cost more than the hashing.
+ * Parsed by pushing (TarParser), as this pass only looks: on an image of many small files the
+ * pull reader's promises per entry cost more than the hashing.
  *
  * An uncompressed blob is not hashed: its diff id is the one the config names at its place in
- * the manifest, and the hash would cost a third of the pass. What the hash would have caught is
+ * the manifest, and the hash would be a large part of the pass. What the hash would have caught is
  * caught all the same: every file the new layer takes is checked, in pass 2, against the sha256
  * this pass records, and every header against its checksum.
  */
@@ -147,7 +148,9 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
       for await (const c of all) chunks.push(c)
       index.files.set(name, Buffer.concat(chunks))
     } else {
-      for await (const _ of all) void _
+      for await (const _ of all) {
+        // read to the end, bytes unkept
+      }
     }
   }
   const { config, layers, diffIds } = savedLayers(index)
@@ -158,6 +161,7 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
     else if (layer.diffId !== diffId) {
       throw new DflattenError('bad-data', `malformed archive from the daemon: layer ${layer.member} is not the ${diffId} its config names`)
     }
+    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- savedLayers returns only layers of index.layers, and each was set together with its blobs entry above
     const kept = blobs.get(layer.member)!
     if (keep.has(diffId)) index.entries.set(diffId, kept)
     if (base.has(diffId)) {
@@ -195,10 +199,9 @@ function headerOf(e: TarHeader): TarHeader {
 export function resolveMember(symlinks: Map<string, string>, name: string): string {
   let n = cleanMemberName(Buffer.from(name, 'latin1')).toString('latin1')
   const seen = new Set<string>()
-  while (symlinks.has(n)) {
+  for (let target = symlinks.get(n); target !== undefined; target = symlinks.get(n)) {
     if (seen.has(n)) throw new DflattenError('bad-data', `malformed archive from the daemon: a symlink loop at ${name}`)
     seen.add(n)
-    const target = symlinks.get(n)!
     const leaves = (): DflattenError =>
       new DflattenError('bad-data', `malformed archive from the daemon: the symlink ${n} -> ${target} points outside the archive`)
     if (target.startsWith('/')) throw leaves()
@@ -253,7 +256,7 @@ function savedLayers(index: SaveIndex): { config: Buffer; layers: SavedLayer[]; 
   if (!Array.isArray(diffIds) || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string')) {
     throw new DflattenError('bad-data', `malformed archive from the daemon: config ${m.Config} does not name one diff id per layer`)
   }
-  return { config, layers, diffIds: diffIds as string[] }
+  return { config, layers, diffIds }
 }
 
 /** The image's layers as the archive describes them: member, diff id and stored descriptor. */
@@ -264,7 +267,7 @@ export function savedImage(index: SaveIndex): { config: Buffer; layers: Array<Sa
   // loaded result must point at the base layers exactly so, or it cannot be pushed or saved.
   let oci: OciDescriptor[] | null = null
   if (index.files.has('index.json')) {
-    let desc: OciDescriptor | undefined = json<{ manifests: OciDescriptor[] }>(index, 'index.json').manifests?.[0]
+    let desc: OciDescriptor | undefined = json<{ manifests?: OciDescriptor[] }>(index, 'index.json').manifests?.[0]
     for (let depth = 0; desc && depth < 4; depth++) {
       const doc: { manifests?: OciDescriptor[]; layers?: OciDescriptor[] } = json(index, `blobs/${desc.digest.replace(':', '/')}`)
       if (doc.layers) {

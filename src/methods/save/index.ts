@@ -132,7 +132,7 @@ export const save: Method<SaveState> = {
     ...(otherPlatform ? { platform: otherPlatform } : {}),
   }),
   // Nothing to mount: the work dir only holds the entries file (and, in pack, a container record).
-  prepare: async (plan) => plan.method.state,
+  prepare: (plan) => Promise.resolve(plan.method.state),
   async entries(m, ctx) {
     if (!m.daemon) throw new DflattenError('refused-driver', 'the save method reads the image from a Docker daemon; this plan has none')
     const found = await savedDifference(m, ctx.signal)

@@ -25,6 +25,8 @@ interface Node {
   kids?: Map<string, Node>
 }
 
+function nodeAt(root: Node, path: string, create: true): Node
+function nodeAt(root: Node, path: string, create: false): Node | undefined
 function nodeAt(root: Node, path: string, create: boolean): Node | undefined {
   let n: Node | undefined = root
   if (path === '') return root
@@ -58,12 +60,12 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedE
       const p = e.name.toString('latin1')
       const name = baseName(p)
       if (name === OPAQUE_MARKER) {
-        const dir = nodeAt(root, parentOf(p), true)!
+        const dir = nodeAt(root, parentOf(p), true)
         dir.kids = undefined
         dir.opaque = true
       } else if (name.startsWith(WHITEOUT_PREFIX)) {
         const gone = (parentOf(p) ? parentOf(p) + '/' : '') + name.slice(WHITEOUT_PREFIX.length)
-        const n = nodeAt(root, gone, true)!
+        const n = nodeAt(root, gone, true)
         n.kids = undefined
         n.opaque = false
         n.m = { header: { ...e, name: Buffer.from(gone, 'latin1') }, layer, index: e.index, whiteout: true }
@@ -72,7 +74,7 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedE
     for (const e of entries) {
       const p = e.name.toString('latin1')
       if (p === '' || baseName(p).startsWith(WHITEOUT_PREFIX)) continue
-      const n = nodeAt(root, p, true)!
+      const n = nodeAt(root, p, true)
       const before = n.m
       if (e.type === '5') {
         // A directory over something this merge deleted or replaced must hide the base's copy.
@@ -101,7 +103,7 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedE
   return layerOrder(root, base)
 }
 
-const KIND: Record<string, LayerEntry['kind']> = {
+const KIND: Partial<Record<string, LayerEntry['kind']>> = {
   '0': 'file',
   '1': 'hardlink',
   '2': 'symlink',
@@ -132,6 +134,11 @@ function toEntry(m: Merged): LayerEntry | null {
   }
 }
 
+/** The entry whose content it is: its own, or the one a hardlink shares. */
+function sourceOf(m: Merged): { layer: SavedLayer; index: number } {
+  return m.content ?? { layer: m.layer, index: m.index }
+}
+
 /**
  * The final order: every entry that carries no content, depth first by name (so directories
  * precede their contents and an opaque marker follows its directory); then the files with
@@ -148,12 +155,11 @@ function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
   const walk = (n: Node, path: string): void => {
     const m = n.m
     const file = m !== undefined && !m.whiteout && (m.header.type === '0' || m.content !== undefined)
-    // The entry whose content it is: its own, or the one a hardlink shares.
-    const source = m && (m.content ?? { layer: m.layer, index: m.index })
+    const source = m && sourceOf(m)
     const key = source ? `${source.layer.member}#${source.index}` : ''
     const firstName = file && m.header.size === 0 ? firstEmpty.get(key) : undefined
     if (file && m.header.size > 0) {
-      const g = groups.get(key) ?? { source: source!, members: [] }
+      const g = groups.get(key) ?? { source: sourceOf(m), members: [] }
       g.members.push([Buffer.from(path, 'latin1'), m])
       groups.set(key, g)
     } else if (firstName) {
@@ -167,7 +173,7 @@ function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
     if (n.opaque && (path === '' || m?.header.type === '5') && (!base || base.hasUnder(path))) {
       meta.push({ ...whiteoutEntry(Buffer.from(path, 'latin1')), kind: 'opaque' })
     }
-    for (const k of [...(n.kids?.keys() ?? [])].sort()) walk(n.kids!.get(k)!, path ? `${path}/${k}` : k)
+    for (const [k, kid] of [...(n.kids ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) walk(kid, path ? `${path}/${k}` : k)
   }
   walk(root, '')
 
@@ -178,7 +184,8 @@ function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
   for (const g of ordered) {
     // Members are in walk order already; the first carries the content.
     const [[firstPath, first], ...rest] = g.members
-    const e = toEntry({ ...first, content: first.content ?? { layer: first.layer, index: first.index } })!
+    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- an entry with content is a file, which toEntry always makes
+    const e = toEntry({ ...first, content: sourceOf(first) })!
     content.push({ ...e, path: firstPath, from: { member: g.source.layer.member, index: g.source.index } })
     for (const [p] of rest) {
       links.push({ path: p, kind: 'hardlink', linkname: firstPath, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, size: 0 })
