@@ -28,13 +28,13 @@ async function* unzstd(source: AsyncIterable<Buffer>, signal?: AbortSignal): Asy
   try {
     for await (const c of child.stdout) yield c as Buffer
     const fedError = await fed
-    if (fedError) throw fedError
+    if (fedError instanceof Error) throw fedError
     await child
   } catch (e) {
     const exit = await child.then(() => null, (err: unknown) => err)
     const why = exit ?? e
     if (why instanceof ExecaError && why.code === 'ENOENT') throw new DflattenError('tool-missing', 'zstd is not installed; a zstd layer needs it (apt-get install zstd)')
-    if (why instanceof ExecaError && !why.isCanceled) throw new DflattenError('bad-data', `zstd could not decompress a layer: ${String(why.stderr ?? '').trim() || why.shortMessage}`)
+    if (why instanceof ExecaError && !why.isCanceled) throw new DflattenError('bad-data', `zstd could not decompress a layer: ${said(why) || why.shortMessage}`)
     throw why
   } finally {
     if (child.exitCode === null) child.kill()
@@ -67,4 +67,10 @@ export async function* layerTar(source: BlobSource, d: LayerDescriptor, what: st
   }
   const diffId = 'sha256:' + hash.digest('hex')
   if (diffId !== d.diffId) throw new DflattenError('bad-data', `${what}: layer ${d.digest.slice(0, 19)} holds the tar ${diffId.slice(0, 19)}, its config names ${d.diffId.slice(0, 19)}`)
+}
+
+/** What the program wrote on stderr, if it was text. */
+function said(e: { stderr?: unknown }): string {
+  const stderr: unknown = e.stderr
+  return typeof stderr === 'string' ? stderr.trim() : ''
 }

@@ -19,7 +19,8 @@ function blobPath(dir: string, digest: string): string {
 }
 
 async function readBlob(dir: string, label: string, digest: string, what: string): Promise<Buffer> {
-  const bytes = await readFile(blobPath(dir, digest)).catch((e: NodeJS.ErrnoException) => {
+  const bytes = await readFile(blobPath(dir, digest)).catch((err: unknown) => {
+    const e = err as NodeJS.ErrnoException
     throw new DflattenError(e.code === 'ENOENT' ? 'image-not-found' : 'host', `${label}: ${what} ${digest.slice(0, 19)} is not in the layout (${e.code ?? e.message})`)
   })
   if (sha256(bytes) !== digest) throw new DflattenError('bad-data', `${label}: ${what} ${digest.slice(0, 19)} does not hash to its name`)
@@ -30,7 +31,8 @@ async function readBlob(dir: string, label: string, digest: string, what: string
 export function ociStore(dir: string, ref: { tag?: string; digest?: string }, label: string): ImageStore {
   async function top(): Promise<Descriptor> {
     if (ref.digest) return { mediaType: '', digest: ref.digest, size: 0 }
-    const text = await readFile(join(dir, 'index.json'), 'utf8').catch((e: NodeJS.ErrnoException) => {
+    const text = await readFile(join(dir, 'index.json'), 'utf8').catch((err: unknown) => {
+      const e = err as NodeJS.ErrnoException
       throw new DflattenError('image-not-found', `${label}: ${dir} is not an OCI image layout (no index.json: ${e.code ?? e.message})`)
     })
     let index: ImageIndex
@@ -62,7 +64,7 @@ export function ociStore(dir: string, ref: { tag?: string; digest?: string }, la
       return { bytes, mediaType, digest: d.digest }
     },
     bytes: (d) => readBlob(dir, label, d.digest, 'blob'),
-    async open(d) {
+    open(d) {
       const what = `${label}: blob ${d.digest.slice(0, 19)}`
       const file = createReadStream(blobPath(dir, d.digest))
       const verify = new Digester((got, size) => {
@@ -72,8 +74,8 @@ export function ociStore(dir: string, ref: { tag?: string; digest?: string }, la
       })
       file.on('error', (e: NodeJS.ErrnoException) => verify.destroy(new DflattenError(e.code === 'ENOENT' ? 'image-not-found' : 'host', `${what} is not in the layout (${e.code ?? e.message})`)))
       verify.on('close', () => file.destroy())
-      return file.pipe(verify)
+      return Promise.resolve(file.pipe(verify))
     },
-    close: async () => undefined,
+    close: () => Promise.resolve(),
   }
 }

@@ -1,5 +1,4 @@
 /** A registry repository as an image store, through the Distribution API client. */
-import { Readable } from 'node:stream'
 import { DflattenError } from '../errors.js'
 import { connect, formatRef, manifestReference, MANIFEST_ACCEPT, type RegistryRef, type RegistrySession } from '../registry/index.js'
 import type { RegistryAccess } from '../settings.js'
@@ -26,7 +25,7 @@ export async function registryStore(ref: RegistryRef, access: RegistryAccess = {
       if (d.size > SMALL_BLOB) throw new DflattenError('bad-data', `${formatRef(ref)}: blob ${d.digest.slice(0, 19)} is ${d.size} bytes, too large for a config`)
       const { stream } = await client.getBlob(d.digest, { size: d.size, signal })
       const chunks: Buffer[] = []
-      for await (const c of stream as Readable) chunks.push(c as Buffer)
+      for await (const c of stream) chunks.push(c as Buffer)
       return Buffer.concat(chunks)
     },
     close: async () => {

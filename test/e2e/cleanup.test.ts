@@ -25,7 +25,7 @@ async function mountByHand(t: Test, name: string): Promise<HandChain> {
   const doc = join(scratch, `${name}.json`)
   const shell = execa('bash', ['-c', `${BIN} resolve ${large} | ${BIN} mount > ${doc} && echo mounted; read _`], { stdin: 'pipe', reject: false })
   let out = ''
-  shell.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+  shell.stdout.on('data', (d: Buffer) => (out += d.toString()))
   t.ok(await waitFor(() => Promise.resolve(out.includes('mounted') || shell.exitCode !== null)), 'the chain mounted')
   const workDir = (JSON.parse(await readFile(doc, 'utf8')) as { workspace: { dir: string } }).workspace.dir
   return { shell, workDir, doc }

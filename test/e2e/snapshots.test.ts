@@ -23,8 +23,8 @@ if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
   t.comment('DFLATTEN_SKIP_DOCKER26=1: Docker 26 daemons left out')
 } else {
   const start = await execa('bash', [SCRIPT, 'start'], { reject: false })
-  const host = /export DFLATTEN_D26_CTRD_HOST=(\S+)/.exec(String(start.stdout))?.[1]
-  t.ok(host, `docker26.sh start: ${String(start.stderr).split('\n').slice(-3).join(' ')}`)
+  const host = /export DFLATTEN_D26_CTRD_HOST=(\S+)/.exec(start.stdout)?.[1]
+  t.ok(host, `docker26.sh start: ${start.stderr.split('\n').slice(-3).join(' ')}`)
   if (host) await run(host)
 }
 
@@ -35,7 +35,7 @@ async function run(host: string): Promise<void> {
   t.teardown(() => rm(scratch, { recursive: true, force: true }))
   const env = { DOCKER_HOST: host, DFLATTEN_CTR: CTR, DFLATTEN_CONTAINERD_ADDRESS: ADDRESS, DFLATTEN_TMPDIR: workRoot }
   const onCtrd = { env: { ...process.env, DOCKER_HOST: host } }
-  const ctr = async (...args: string[]): Promise<string> => String((await execa(CTR, ['-a', ADDRESS, '-n', 'moby', ...args])).stdout)
+  const ctr = async (...args: string[]): Promise<string> => (await execa(CTR, ['-a', ADDRESS, '-n', 'moby', ...args])).stdout
   const views = async (): Promise<string[]> => (await ctr('snapshots', 'ls')).split('\n').filter((l) => l.includes('dflatten-view-'))
   const workDirs = async (): Promise<string[]> => readdir(workRoot)
   const mounts = async (): Promise<string[]> => (await readFile('/proc/mounts', 'utf8')).split('\n').filter((l) => WORK_DIR.test(l) && l.includes(workRoot))
@@ -56,7 +56,9 @@ async function run(host: string): Promise<void> {
   const base = await pulled(BASE, 'dftp-base')
   const images = [await pulled(refs[0], 'dftp-simple'), await pulled(refs[1], 'dftp-corner')]
   process.env.DOCKER_HOST = host // exportFs and the docker helpers follow it from here
-  t.teardown(() => void delete process.env.DOCKER_HOST)
+  t.teardown(() => {
+    delete process.env.DOCKER_HOST
+  })
   const before = await views()
 
   t.test('the same filesystem as the original, with snapshots, save and auto', async (t) => {
@@ -122,7 +124,7 @@ async function run(host: string): Promise<void> {
       t.ok(await waitFor(async () => (await readFile(pidFile, 'utf8').catch(() => '')) !== ''), 'pack reached docker load')
       child.kill(signal)
       const r = await child
-      if (signal === 'SIGTERM') t.equal(r.exitCode, 143, String(r.stderr))
+      if (signal === 'SIGTERM') t.equal(r.exitCode, 143, r.stderr)
       else {
         await execa('kill', ['-9', (await readFile(pidFile, 'utf8')).trim()], { reject: false })
         t.equal((await views()).length, before.length + 1, 'kill -9 leaves the view')
@@ -169,7 +171,7 @@ async function run(host: string): Promise<void> {
 
 /** A filesystem as `docker export` shows a container of one platform of the image. */
 async function exportPlatform(ref: string, platform: string): Promise<FsMap> {
-  const id = String((await execa('docker', ['create', '--platform', platform, '--network', 'none', '--workdir', '/', ref, 'true'])).stdout)
+  const id = (await execa('docker', ['create', '--platform', platform, '--network', 'none', '--workdir', '/', ref, 'true'])).stdout
   try {
     const proc = execa('docker', ['export', id], { buffer: false })
     const [map] = await Promise.all([readTar(proc.stdout as NodeJS.ReadableStream), proc])

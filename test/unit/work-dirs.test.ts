@@ -16,7 +16,7 @@ import {
 import { DflattenError } from '../../src/errors.js'
 
 /** A process table: pid -> [start time, command line]. */
-function fakeProcesses(table: Record<number, [string, string[]]>): ProcessProbe {
+function fakeProcesses(table: Partial<Record<number, [string, string[]]>>): ProcessProbe {
   return {
     startTime: (pid) => Promise.resolve(table[pid]?.[0] ?? null),
     cmdline: (pid) => Promise.resolve(table[pid]?.[1] ?? null),

@@ -63,14 +63,14 @@ export const registry: Method<RegistryState> = {
   name: REGISTRY_METHOD,
   summary: 'read a docker:// or oci: image top-down, each layer once, merged on the fly (no daemon, no root)',
   largeHeap: true,
-  available: async () => ({ ok: false, reason: 'it reads docker://REGISTRY/... and oci:DIR images, not the daemon\'s' }),
+  available: () => Promise.resolve({ ok: false, reason: 'it reads docker://REGISTRY/... and oci:DIR images, not the daemon\'s' }),
   cacheKey: () => REGISTRY_METHOD,
   plan: () => Promise.reject(new DflattenError('usage', 'the registry method is planned from a docker:// or oci: reference (src/sources)')),
-  prepare: async (plan) => plan.method.state,
-  async entries(m) {
+  prepare: (plan) => Promise.resolve(plan.method.state),
+  entries(m) {
     const s = m.method.state
     const config = configOf(s)
-    return {
+    return Promise.resolve({
       entries: null,
       image: {
         config,
@@ -79,7 +79,7 @@ export const registry: Method<RegistryState> = {
       },
       state: s,
       detail: `content read once from ${s.source}, top layer first`,
-    }
+    })
   },
   layer: readLayers,
 }

@@ -203,7 +203,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
   }
 
   /** `<dir>/.wh..wh..opq` in the layer read `r`-th. */
-  function* opaqueAt(dir: string, r: number): Generator<LayerEntry> {
+  function* opaqueAt(dir: string, r: number): Generator<LayerEntry, void> {
     dropWants(dir, false)
     const { node, hidden } = walk(dir, r, true)
     // Cut already by a layer above (its own marker, a file or a whiteout there): nothing to add.
@@ -213,7 +213,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
   }
 
   /** `.wh.<name>` in the layer read `r`-th: `gone` is deleted from the layers below. */
-  function* whiteoutAt(gone: string, r: number): Generator<LayerEntry> {
+  function* whiteoutAt(gone: string, r: number): Generator<LayerEntry, void> {
     dropWants(gone, true)
     const { node, hidden } = walk(gone, r, true)
     if (!node || hidden) return
@@ -234,8 +234,14 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
     const p = name.toString('latin1')
     if (p === '') return // the root's own entry: not part of a layer
     const base = p.slice(p.lastIndexOf('/') + 1)
-    if (base === OPAQUE_MARKER) return yield* opaqueAt(parentOf(p), r)
-    if (base.startsWith(WHITEOUT_PREFIX)) return yield* whiteoutAt(join(parentOf(p), base.slice(WHITEOUT_PREFIX.length)), r)
+    if (base === OPAQUE_MARKER) {
+      yield* opaqueAt(parentOf(p), r)
+      return
+    }
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      yield* whiteoutAt(join(parentOf(p), base.slice(WHITEOUT_PREFIX.length)), r)
+      return
+    }
     // Links waiting for this path get this entry, whether or not the result shows it.
     const group = wants.get(p)
     if (group) wants.delete(p)
