@@ -5,7 +5,8 @@
  */
 import { access } from 'node:fs/promises'
 import { DflattenError } from '../errors.js'
-import { chainIds, layerTarSize, readImageConfig, type DaemonInfo, type ImageInspect } from '../docker.js'
+import type { DaemonInfo, ImageInspect } from '../docker.js'
+import { chainIds, layerTarSize, readImageConfig } from '../docker-store.js'
 import { MEDIA_TYPES, type LayerDescriptor } from '../image-archive.js'
 import type { Availability, ImageParts, PlanFacts, Probe } from './method.js'
 

@@ -1,7 +1,8 @@
 // What dflatten computes from, or reads out of, the daemon's words: chain ids, docker load's
 // output, the base's share of the history, the nearest tagged ancestor.
 import t from 'tap'
-import { chainIds, parseLoadOutput, type ImageInspect } from '../../src/docker.js'
+import { parseLoadOutput, type ImageInspect } from '../../src/docker.js'
+import { chainIds } from '../../src/docker-store.js'
 import { baseHistory } from '../../src/methods/save/index.js'
 import { nearestTaggedAncestor } from '../../src/stages/resolve.js'
 

@@ -5,7 +5,8 @@ import { nearestTaggedAncestor } from '../../src/stages/resolve.js'
 import { expectDoc, DOC_VERSION } from '../../src/plan.js'
 import { parseGetfattr } from '../../src/xattrs.js'
 import { stableJson, fullyQualified } from '../../src/image-archive.js'
-import { chainIds, parseLoadOutput } from '../../src/docker.js'
+import { parseLoadOutput } from '../../src/docker.js'
+import { chainIds } from '../../src/docker-store.js'
 import type { ImageInspect } from '../../src/docker.js'
 
 t.test('the default result name', async (t) => {

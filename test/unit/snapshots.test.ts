@@ -1,7 +1,7 @@
 // The pure parts of the snapshots method and --platform: platform names and matching, which of
 // containerd's snapshots are the image's layers, and the dirs a view's mounts name.
 import t from 'tap'
-import { chainIds } from '../../src/docker.js'
+import { chainIds } from '../../src/docker-store.js'
 import { formatPlatform, parsePlatform, pickManifest, samePlatform } from '../../src/platform.js'
 import { layerDirsOf, walkChain } from '../../src/methods/snapshots/chain.js'
 import { lowerDirs } from '../../src/containerd.js'

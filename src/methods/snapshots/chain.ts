@@ -5,7 +5,7 @@
  * between, which holds Docker's files for containers, not the image's: those are not layers, and
  * their dirs are left out.
  */
-import { chainIds } from '../../docker.js'
+import { chainIds } from '../../docker-store.js'
 
 export type Walk =
   | { ok: true; /** The snapshot keys from the top layer down to the bottom, as a view's lowerdir lists their dirs. */ keys: string[]; chain: string[]; skipped: number }
