@@ -6,6 +6,10 @@
 import { createWriteStream } from 'node:fs'
 import { rename, rm, stat } from 'node:fs/promises'
 import { once } from 'node:events'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { parseCompression, type CompressionChoice } from '../compress/index.js'
+import { DflattenError } from '../errors.js'
 import { count, flatten, type FlattenOptions, type FlattenResult, type Progress } from '../pipeline.js'
 import type { Settings } from '../settings.js'
 import { HELP_OPTION, atMost, helpText, parseOptions, type Values } from './options.js'
@@ -13,7 +17,18 @@ import { methodChoice } from './methods.js'
 import { abortOnSignals, binaryStdout, tuneHeap, version } from './runtime.js'
 
 export const FLATTEN_OPTIONS = [
-  { name: 'tag', short: 't', type: 'string', value: 'NAME[:TAG]', help: 'name of the result (default: <repo>_flatten:<tag>)' },
+  {
+    name: 'tag',
+    short: 't',
+    type: 'string',
+    value: 'TARGET',
+    help: [
+      'where the result goes (default: <repo>_flatten:<tag> in the daemon):',
+      '  NAME[:TAG]               the local daemon',
+      '  docker://HOST/REPO[:TAG] push to a registry (no daemon load)',
+      '  oci:DIR[:TAG]            write an OCI image layout dir',
+    ].join('\n'),
+  },
   {
     name: 'base',
     short: 'b',
@@ -45,7 +60,23 @@ export const FLATTEN_OPTIONS = [
     name: 'output',
     type: 'string',
     value: 'FILE',
-    help: "write the image archive to FILE ('-' for stdout) instead of\nloading it; 'docker load -i FILE' loads it later",
+    help: "write the image archive to FILE ('-' for stdout) instead of\nloading it: a complete image, base included; 'docker load -i\nFILE' loads it on any daemon",
+  },
+  {
+    name: 'output-layer-only',
+    type: 'boolean',
+    help: 'with --output: leave the base layers out (a small archive that\nloads only on a daemon that has the base)',
+  },
+  {
+    name: 'compress',
+    type: 'string',
+    value: 'KIND[:LEVEL]',
+    help: [
+      'how the new layer is stored: gzip[:1-9] | zstd[:1-19] | none',
+      '(default: gzip for a registry, an OCI dir and the containerd',
+      'store; none for the classic store, which unpacks layers anyway).',
+      'zstd: registries, OCI dirs, Docker 23+; not Docker 20.10',
+    ].join('\n'),
   },
   { name: 'quiet', short: 'q', type: 'boolean', help: 'print nothing but errors (no progress line either)' },
   { name: 'verbose', short: 'v', type: 'boolean', help: "also say which method and why, and each stage's wall time" },
@@ -72,7 +103,11 @@ export type FlattenArgs =
   | { help: true }
   | { version: true }
   | { noImage: true }
-  | (Omit<Values<typeof FLATTEN_OPTIONS>, 'help' | 'version' | 'original' | 'method'> & { image: string; method?: FlattenOptions['method'] })
+  | (Omit<Values<typeof FLATTEN_OPTIONS>, 'help' | 'version' | 'original' | 'method' | 'compress'> & {
+      image: string
+      method?: FlattenOptions['method']
+      compression?: CompressionChoice
+    })
 
 /** The main command's arguments, checked: exactly one image (argument or -o), a known method. */
 export function parseFlattenArgs(argv: string[]): FlattenArgs {
@@ -82,8 +117,9 @@ export function parseFlattenArgs(argv: string[]): FlattenArgs {
   const images = [...(values.original ? [values.original] : []), ...positionals]
   atMost(images, 1, 'dflatten', 'one image (the argument or --original)')
   if (images.length === 0) return { noImage: true }
-  const { help: _h, version: _v, original: _o, method, ...rest } = values
-  return { ...rest, image: images[0], method: methodChoice(method) }
+  const { help: _h, version: _v, original: _o, method, compress, ...rest } = values
+  if (rest['output-layer-only'] && !rest.output) throw new DflattenError('usage', "--output-layer-only goes with --output; see 'dflatten --help'")
+  return { ...rest, image: images[0], method: methodChoice(method), compression: compress === undefined ? undefined : parseCompression(compress) }
 }
 
 function mb(bytes: number): string {
@@ -98,7 +134,7 @@ export function report(r: FlattenResult): string {
   const rows = [
     ['source', r.source.ref, short(r.source.id), count(r.source.layers), mb(r.source.size)],
     ['base', r.base.ref ?? 'scratch', short(r.base.id), count(r.base.layers), ''],
-    ['result', r.target, short(r.imageId), count(r.layers), r.outcome === 'written' ? `layer ${mb(r.layerBytes ?? 0)}` : mb(r.size)],
+    ['result', r.target, short(r.imageId), count(r.layers), r.outcome === 'written' || r.outcome === 'pushed' ? `layer ${mb(r.blob?.size ?? r.layerBytes ?? 0)}` : mb(r.size)],
   ]
   const width = (i: number): number => Math.max(...rows.map((row) => row[i].length))
   const lines = rows.map((row) => row.map((c, i) => c.padEnd(width(i))).join('  ').trimEnd())
@@ -106,7 +142,8 @@ export function report(r: FlattenResult): string {
     flattened: 'flattened',
     cached: 'found from an earlier run (cache)',
     unchanged: 'no layers above the base: the original as is',
-    written: 'archive written, not loaded',
+    written: 'written, not loaded',
+    pushed: 'pushed',
   }
   lines.push(`${how[r.outcome]}: ${r.target} ${r.imageId}`)
   return lines.join('\n')
@@ -201,6 +238,9 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
       signal: ac.signal,
       settings,
       output: sink ?? file?.stream ?? undefined,
+      outputLayerOnly: args['output-layer-only'],
+      compression: args.compression,
+      registry: { configDir: process.env.DOCKER_CONFIG ?? join(homedir(), '.docker') },
       log: quiet ? undefined : (line) => bar.clear() && process.stderr.write(`dflatten: ${line}\n`),
       onProgress: (p) => bar.update(p),
       onPlan: (plan) => tuneHeap(plan.method),
