@@ -3,6 +3,8 @@
  * Settings once, at start, and passes those down. The library itself takes Settings only.
  */
 import type { Settings } from '../settings.js'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
 import { DflattenError } from '../errors.js'
 
 export type Env = Record<string, string | undefined>
@@ -30,4 +32,9 @@ export function settingsFromEnv(env: Env = process.env): Settings {
     throw new DflattenError('usage', `DFLATTEN_SAVE_CONTENT=${saveContent} is not a content source; use save or export (the default)`)
   }
   return settings
+}
+
+/** Where registry credentials come from: Docker's own config dir (`$DOCKER_CONFIG`, else ~/.docker). */
+export function dockerConfigDir(env: Env = process.env): string {
+  return env.DOCKER_CONFIG || join(homedir(), '.docker')
 }

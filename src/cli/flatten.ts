@@ -6,14 +6,13 @@
 import { createWriteStream } from 'node:fs'
 import { rename, rm, stat } from 'node:fs/promises'
 import { once } from 'node:events'
-import { homedir } from 'node:os'
-import { join } from 'node:path'
-import { parseCompression, type CompressionChoice } from '../compress/index.js'
+import { parseCompression } from '../compress/index.js'
 import { DflattenError } from '../errors.js'
 import { count, flatten, type FlattenOptions, type FlattenResult, type Progress } from '../pipeline.js'
 import type { Settings } from '../settings.js'
 import { HELP_OPTION, atMost, helpText, parseOptions, type Values } from './options.js'
 import { methodChoice } from './methods.js'
+import { dockerConfigDir } from './env.js'
 import { abortOnSignals, binaryStdout, tuneHeap, version } from './runtime.js'
 
 export const FLATTEN_OPTIONS = [
@@ -103,11 +102,7 @@ export type FlattenArgs =
   | { help: true }
   | { version: true }
   | { noImage: true }
-  | (Omit<Values<typeof FLATTEN_OPTIONS>, 'help' | 'version' | 'original' | 'method' | 'compress'> & {
-      image: string
-      method?: FlattenOptions['method']
-      compression?: CompressionChoice
-    })
+  | (Omit<Values<typeof FLATTEN_OPTIONS>, 'help' | 'version' | 'original' | 'method'> & { image: string; method?: FlattenOptions['method'] })
 
 /** The main command's arguments, checked: exactly one image (argument or -o), a known method. */
 export function parseFlattenArgs(argv: string[]): FlattenArgs {
@@ -117,9 +112,9 @@ export function parseFlattenArgs(argv: string[]): FlattenArgs {
   const images = [...(values.original ? [values.original] : []), ...positionals]
   atMost(images, 1, 'dflatten', 'one image (the argument or --original)')
   if (images.length === 0) return { noImage: true }
-  const { help: _h, version: _v, original: _o, method, compress, ...rest } = values
-  if (rest['output-layer-only'] && !rest.output) throw new DflattenError('usage', "--output-layer-only goes with --output; see 'dflatten --help'")
-  return { ...rest, image: images[0], method: methodChoice(method), compression: compress === undefined ? undefined : parseCompression(compress) }
+  const { help: _h, version: _v, original: _o, method, ...rest } = values
+  if (rest.compress !== undefined) parseCompression(rest.compress)
+  return { ...rest, image: images[0], method: methodChoice(method) }
 }
 
 function mb(bytes: number): string {
@@ -217,6 +212,7 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
     process.stdout.write(`dflatten ${version()}\n`)
     return 0
   }
+  if (args['output-layer-only'] && !args.output) throw new DflattenError('usage', "--output-layer-only goes with --output; see 'dflatten --help'")
   const ac = abortOnSignals()
   const quiet = args.quiet || args.json
   const toStdout = args.output === '-'
@@ -239,8 +235,8 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
       settings,
       output: sink ?? file?.stream ?? undefined,
       outputLayerOnly: args['output-layer-only'],
-      compression: args.compression,
-      registry: { configDir: process.env.DOCKER_CONFIG ?? join(homedir(), '.docker') },
+      compression: args.compress === undefined ? undefined : parseCompression(args.compress),
+      registry: { configDir: dockerConfigDir() },
       log: quiet ? undefined : (line) => bar.clear() && process.stderr.write(`dflatten: ${line}\n`),
       onProgress: (p) => bar.update(p),
       onPlan: (plan) => tuneHeap(plan.method),

@@ -7,7 +7,7 @@ import { release, track } from '../cleanup.js'
 import type { Settings } from '../settings.js'
 import { HELP_OPTION, atMost, helpText, parseOptions } from './options.js'
 import { readDoc } from './documents.js'
-import { parseCompression, type CompressionChoice } from '../compress/index.js'
+import { parseCompression } from '../compress/index.js'
 import { binaryStdout, cleaningUp, stageContext } from './runtime.js'
 
 const COMMAND = 'dflatten pack'
@@ -32,11 +32,11 @@ unmounts and removes the work dir (--keep leaves it for a look). Look inside wit
 'tar -tvf -'; load it with 'dflatten load' or 'docker load'. Refuses to write to a terminal.`,
 )
 
-export function parsePackArgs(argv: string[]): { help?: boolean; keep?: boolean; compression?: CompressionChoice } {
+export function parsePackArgs(argv: string[]): { help?: boolean; keep?: boolean; compress?: string } {
   const { values, positionals } = parseOptions(PACK_OPTIONS, argv, COMMAND)
   if (!values.help) atMost(positionals, 0, COMMAND, 'no arguments (the diffed plan comes on stdin)')
-  const { compress, ...rest } = values
-  return { ...rest, compression: compress === undefined ? undefined : parseCompression(compress) }
+  if (values.compress !== undefined) parseCompression(values.compress)
+  return values
 }
 
 export async function packCommand(argv: string[], settings: Settings): Promise<number> {
@@ -53,7 +53,7 @@ export async function packCommand(argv: string[], settings: Settings): Promise<n
     track(doc.workspace.dir)
     if (args.keep) release(doc.workspace.dir)
     // settings is not a PackOptions field on this branch yet: it rides along in a variable.
-    const opts: PackOptions & { settings: Settings } = { keep: args.keep, signal: ctx.signal, settings: ctx.settings, compression: args.compression }
+    const opts: PackOptions & { settings: Settings } = { keep: args.keep, signal: ctx.signal, settings: ctx.settings, compression: args.compress === undefined ? undefined : parseCompression(args.compress) }
     await pumpAll([Readable.from([doc]), packStage(opts), sink], ctx.signal)
     return 0
   })
