@@ -72,6 +72,13 @@ async function entries(stream: Readable): Promise<{ names: string[]; files: Map<
   return { names, files, links }
 }
 
+/** An archive entry's bytes; a missing one fails the test. */
+function entry(files: Map<string, Buffer>, name: string): Buffer {
+  const b = files.get(name)
+  if (!b) throw new Error(`the archive has no ${name}`)
+  return b
+}
+
 const layerBytes = Buffer.concat([randomBytes(300_000), Buffer.alloc(900_000, 'layer text ')])
 const baseLayer = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha('base'), size: 4, diffId: sha('base') }
 
@@ -96,21 +103,21 @@ t.test('archive with a gzip layer: descriptors, diff ids, same bytes twice', asy
   const bytes = await archive('gzip', true)
   t.ok(bytes.equals(await archive('gzip', true)), 'two runs give identical bytes')
   const { files } = await entries(Readable.from([bytes]))
-  const index = JSON.parse(files.get('index.json')!.toString()) as { manifests: Array<{ digest: string }> }
-  const manifest = JSON.parse(files.get(`blobs/sha256/${index.manifests[0].digest.slice(7)}`)!.toString()) as {
+  const index = JSON.parse(entry(files, 'index.json').toString()) as { manifests: Array<{ digest: string }> }
+  const manifest = JSON.parse(entry(files, `blobs/sha256/${index.manifests[0].digest.slice(7)}`).toString()) as {
     config: { digest: string }
     layers: Array<{ mediaType: string; digest: string; size: number }>
   }
   const top = manifest.layers[1]
   t.equal(top.mediaType, 'application/vnd.oci.image.layer.v1.tar+gzip')
-  const blob = files.get(`blobs/sha256/${top.digest.slice(7)}`)!
+  const blob = entry(files, `blobs/sha256/${top.digest.slice(7)}`)
   t.equal(sha(blob), top.digest, 'the blob hashes to its descriptor')
   t.equal(blob.length, top.size)
   t.ok(blob.length < layerBytes.length, 'and is smaller than the tar')
   t.ok(gunzipSync(blob).equals(layerBytes), 'it is the layer, gzipped')
-  const config = JSON.parse(files.get(`blobs/sha256/${manifest.config.digest.slice(7)}`)!.toString()) as { rootfs: { diff_ids: string[] } }
+  const config = JSON.parse(entry(files, `blobs/sha256/${manifest.config.digest.slice(7)}`).toString()) as { rootfs: { diff_ids: string[] } }
   t.same(config.rootfs.diff_ids, [baseLayer.diffId, sha(layerBytes)], 'the diff id is the uncompressed tar\'s')
-  const legacy = JSON.parse(files.get('manifest.json')!.toString()) as Array<{ Layers: string[] }>
+  const legacy = JSON.parse(entry(files, 'manifest.json').toString()) as Array<{ Layers: string[] }>
   t.equal(legacy[0].Layers[1], `blobs/sha256/${top.digest.slice(7)}`, 'manifest.json names the blob')
   t.notOk(files.has(`blobs/sha256/${baseLayer.digest.slice(7)}`), 'layer-only: no base blob')
 })
@@ -118,7 +125,7 @@ t.test('archive with a gzip layer: descriptors, diff ids, same bytes twice', asy
 t.test('archive, uncompressed: the layer under its diff id, as before', async (t) => {
   const { files, links } = await entries(Readable.from([await archive('none', true)]))
   t.equal(links.get(`blobs/sha256/${sha(layerBytes).slice(7)}`), 'dflatten/layer.tar')
-  t.ok(files.get('dflatten/layer.tar')!.equals(layerBytes))
+  t.ok(entry(files, 'dflatten/layer.tar').equals(layerBytes))
 })
 
 t.test('a complete archive holds the base blob, checked against its digest', async (t) => {
