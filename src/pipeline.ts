@@ -10,7 +10,7 @@
  */
 import { Readable, Writable } from 'node:stream'
 import pump from 'pump'
-import { resolve, type ResolveOptions } from './stages/resolve.js'
+import { resolve } from './stages/resolve.js'
 import { mountStage } from './stages/mount.js'
 import { diffStage } from './stages/diff.js'
 import { packImage } from './stages/pack.js'
@@ -18,63 +18,19 @@ import type { StageContext } from './stages/stream.js'
 import { compressionFor, destinationFor, parseTarget, planName, type Destination, type WriteResult } from './destinations/index.js'
 import type { CompressionChoice } from './compress/index.js'
 import { isDaemonless } from './sources/reference.js'
+import { sourceIndex } from './sources/index-image.js'
+import { flattenPlatforms, platformList } from './platforms.js'
 import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
 import { cleanupAll, destroy, inFlight } from './cleanup.js'
 import { abandonedWorkspaces } from './workspace.js'
 import { alreadyTheResult } from './rerun.js'
 import { DflattenError, Interrupted } from './errors.js'
 import type { Diffed, DiffSummary, Plan } from './plan.js'
+import type { FlattenOptions, FlattenResult } from './result.js'
+
+export type { FlattenOptions, FlattenResult, Progress } from './result.js'
 import through2 from 'through2'
 
-/** `settings` (from ResolveOptions) reach every stage: work root, rsync, save content source. */
-export interface FlattenOptions extends ResolveOptions {
-  /** Abort the run: child processes are stopped, mounts and temp dirs removed. */
-  signal?: AbortSignal
-  /** Progress lines for a human. */
-  log?: (line: string) => void
-  /** Also log why a method was picked. */
-  verbose?: boolean
-  /** Write the image archive here instead of loading it (`docker load -i` reads it later). */
-  output?: Writable
-  /** The archive holds the new layer alone: it then loads only where the base already is. */
-  outputLayerOnly?: boolean
-  /** How the new layer is stored; default: gzip where blobs are kept (registry, OCI dir, containerd store), else none. */
-  compression?: CompressionChoice
-  /** Build the result even when an earlier run already made it (default: use the cache). */
-  noCache?: boolean
-  /** Told how many bytes of the new layer have streamed, of how many. */
-  onProgress?: (p: Progress) => void
-  /** Told the plan once it is made, before any work on it. */
-  onPlan?: (plan: Plan) => void
-}
-
-export interface Progress {
-  stage: string
-  done: number
-  total: number
-}
-
-export interface FlattenResult {
-  source: { ref: string; id: string; layers: number; size: number }
-  base: { ref: string | null; id: string | null; layers: number }
-  target: string
-  imageId: string
-  layers: number
-  size: number
-  /**
-   * How the result came about: built and loaded now, found from an earlier run, the original as
-   * is (nothing above the base), written as an archive or OCI dir and not loaded, or pushed.
-   */
-  outcome: 'flattened' | 'cached' | 'unchanged' | 'written' | 'pushed'
-  diff?: DiffSummary
-  /** The new layer's tar, and its blob as stored (compressed or not). */
-  layerBytes?: number
-  blob?: { mediaType: string; digest: string; size: number }
-  /** The manifest's digest, where the destination names images by it (registry, OCI dir). */
-  manifestDigest?: string
-  /** Wall time of each stage in seconds; pack and load stream together, so they share one. */
-  timings: Record<string, number>
-}
 
 /** Run streams end to end; reject with the first error, after every stream is torn down. */
 export function pumpAll(streams: Array<NodeJS.ReadableStream | NodeJS.WritableStream>, signal?: AbortSignal): Promise<void> {
@@ -142,7 +98,6 @@ async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome'],
  */
 export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
   const log = opts.log ?? (() => {})
-  const started = performance.now()
   useDockerCommand(opts.settings?.docker ?? 'docker')
   try {
     // What an interrupted earlier run (kill -9, power loss) left behind goes first.
@@ -150,61 +105,74 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
       await destroy(dir)
       log(`removed ${dir}, left behind by an interrupted run`)
     }
-    const asked = parseTarget(opts.tag)
-    if (opts.output && asked.kind !== 'daemon') throw new DflattenError('usage', '--output writes an archive; -t docker:// and -t oci: write elsewhere: give one of them')
-    const daemonless = isDaemonless(opts.image)
-    if (daemonless && (opts.output || (opts.tag !== undefined && asked.kind === 'daemon'))) {
-      throw new DflattenError('usage', `${opts.image} is read without a daemon: its result goes to a registry or an OCI dir (-t docker://... or -t oci:DIR[:TAG]), not to ${opts.output ? 'an archive' : 'the local daemon'}`)
+    if (isDaemonless(opts.image)) {
+      const index = await sourceIndex({ ...opts, platforms: platformList(opts.platform) })
+      if (index) return await flattenPlatforms(opts, index, (one, dest) => flattenImage(one, log, dest))
     }
-    // A daemonless source names its default result itself (src/sources/resolve.ts).
-    const plan = await resolve({ ...opts, tag: daemonless ? opts.tag : planName(asked) })
-    const target = daemonless ? parseTarget(plan.target) : asked
-    opts.onPlan?.(plan)
-    const timings = { resolve: (performance.now() - started) / 1000 }
-    opts.signal?.throwIfAborted()
-    if (plan.source.platforms) {
-      log(`${plan.source.ref} holds ${plan.source.platforms.length} platforms (${plan.source.platforms.join(', ')}); flattening ${plan.source.platform ?? ''}, the result is that one platform's image`)
-    }
-    const above = plan.source.layers.length - plan.base.layers.length
-    if (opts.verbose) log(`method ${plan.method.name}: ${plan.method.reason}`)
-    log(
-      `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
-        (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
-    )
-    const dest = destinationFor(target, { daemon: plan.daemon, output: opts.output, layerOnly: opts.outputLayerOnly, registry: opts.settings?.registry })
-    const local = target.kind === 'daemon' && !opts.output
-    const compression = compressionFor(dest, opts.compression)
-    if (above === 0) {
-      if (!local) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is no new layer to write`)
-      log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
-      return { ...(await tagged(plan, plan.source.id, 'unchanged', log)), timings }
-    }
-    if (local) {
-      // Not even --no-cache rebuilds this: flattening a flattened image only renames it.
-      if (await alreadyTheResult(plan)) {
-        log(`${plan.source.ref} is already this flatten's result, from an earlier run`)
-        return { ...(await tagged(plan, plan.source.id, 'cached', log)), timings }
-      }
-      const cached = opts.noCache ? null : await findCached(plan)
-      if (cached) {
-        log(`already flattened earlier: ${cached.slice(7, 19)}`)
-        return { ...(await tagged(plan, cached, 'cached', log)), timings }
-      }
-    } else if (!opts.noCache && dest.cached) {
-      const held = await dest.cached({ marker: plan.marker, baseLayers: plan.base.layers, compression }, opts.signal)
-      if (held) {
-        log(`${dest.label} already holds this result (${held.slice(0, 19)}); nothing to do`)
-        const layers = plan.base.layers.length + 1
-        return { ...summary(plan), target: dest.label, imageId: held, manifestDigest: held, layers, size: 0, outcome: 'cached', timings }
-      }
-    }
-    return await run(plan, opts, log, timings, dest, local)
+    return await flattenImage(opts, log)
   } catch (e) {
     if (opts.signal?.aborted && !(e instanceof Interrupted)) throw new Interrupted(String(opts.signal.reason))
     throw e
   } finally {
     await cleanupAll((e) => log(`cleanup: ${e.message}`))
   }
+}
+
+/**
+ * One image flattened. `into` is given for one platform of an index: the image then goes there
+ * untagged, for the index to name (and an earlier result under the tag is not looked for).
+ */
+async function flattenImage(opts: FlattenOptions, log: (line: string) => void, into?: Destination): Promise<FlattenResult> {
+  const started = performance.now()
+  const asked = parseTarget(opts.tag)
+  if (opts.output && asked.kind !== 'daemon') throw new DflattenError('usage', '--output writes an archive; -t docker:// and -t oci: write elsewhere: give one of them')
+  const daemonless = isDaemonless(opts.image)
+  if (daemonless && (opts.output || (opts.tag !== undefined && asked.kind === 'daemon'))) {
+    throw new DflattenError('usage', `${opts.image} is read without a daemon: its result goes to a registry or an OCI dir (-t docker://... or -t oci:DIR[:TAG]), not to ${opts.output ? 'an archive' : 'the local daemon'}`)
+  }
+  // A daemonless source names its default result itself (src/sources/resolve.ts).
+  const plan = await resolve({ ...opts, tag: daemonless ? opts.tag : planName(asked) })
+  const target = daemonless ? parseTarget(plan.target) : asked
+  opts.onPlan?.(plan)
+  const timings = { resolve: (performance.now() - started) / 1000 }
+  opts.signal?.throwIfAborted()
+  if (plan.source.platforms) {
+    log(`${plan.source.ref} holds ${plan.source.platforms.length} platforms (${plan.source.platforms.join(', ')}); flattening ${plan.source.platform ?? ''}, the result is that one platform's image`)
+  }
+  const above = plan.source.layers.length - plan.base.layers.length
+  if (opts.verbose) log(`method ${plan.method.name}: ${plan.method.reason}`)
+  log(
+    `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
+      (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
+  )
+  const dest = into ?? destinationFor(target, { daemon: plan.daemon, output: opts.output, layerOnly: opts.outputLayerOnly, registry: opts.settings?.registry })
+  const local = target.kind === 'daemon' && !opts.output
+  const compression = compressionFor(dest, opts.compression)
+  if (above === 0) {
+    if (!local) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is no new layer to write`)
+    log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
+    return { ...(await tagged(plan, plan.source.id, 'unchanged', log)), timings }
+  }
+  if (local) {
+    // Not even --no-cache rebuilds this: flattening a flattened image only renames it.
+    if (await alreadyTheResult(plan)) {
+      log(`${plan.source.ref} is already this flatten's result, from an earlier run`)
+      return { ...(await tagged(plan, plan.source.id, 'cached', log)), timings }
+    }
+    const cached = opts.noCache ? null : await findCached(plan)
+    if (cached) {
+      log(`already flattened earlier: ${cached.slice(7, 19)}`)
+      return { ...(await tagged(plan, cached, 'cached', log)), timings }
+    }
+  } else if (!opts.noCache && !into && dest.cached) {
+    const held = await dest.cached({ marker: plan.marker, baseLayers: plan.base.layers, compression }, opts.signal)
+    if (held) {
+      log(`${dest.label} already holds this result (${held.manifestDigest.slice(0, 19)}); nothing to do`)
+      const layers = plan.base.layers.length + 1
+      return { ...summary(plan), target: dest.label, ...held, layers, size: 0, outcome: 'cached', timings }
+    }
+  }
+  return await run(plan, { ...opts, untagged: Boolean(into) }, log, timings, dest, local)
 }
 
 /** Where each destination's streaming time is booked (the stage command it stands for). */
@@ -216,7 +184,7 @@ function streamStage(dest: Destination, local: boolean, output: boolean): string
 
 async function run(
   plan: Plan,
-  opts: FlattenOptions,
+  opts: FlattenOptions & { untagged?: boolean },
   log: (l: string) => void,
   timings: Record<string, number>,
   dest: Destination,
@@ -251,6 +219,7 @@ async function run(
     destinationStage(dest, {
       ...ctx,
       compression: opts.compression,
+      untagged: opts.untagged,
       log,
       // The measuring read of a compressed layer is its own stage; the rest is the stream's.
       onProgress: (pass, done, total) => opts.onProgress?.({ stage: pass === 'measure' ? 'measure' : stage, done, total }),
@@ -272,7 +241,7 @@ async function run(
   if (opts.output) return { ...common, imageId: w.imageId, layers, size: 0, outcome: 'written' }
   if (!local) {
     const outcome = stage === 'write' ? 'written' : 'pushed'
-    return { ...common, target: dest.label, imageId: w.imageId, manifestDigest: w.manifestDigest, layers, size: w.layer.size, outcome }
+    return { ...common, target: dest.label, imageId: w.imageId, manifestDigest: w.manifestDigest, manifest: w.manifest, layers, size: w.layer.size, outcome }
   }
   // The classic store names an image by its config's digest; the containerd store by its
   // manifest's. Either way the layers must be the base's plus the new one.
@@ -287,6 +256,7 @@ async function run(
 
 interface DestinationStageOptions extends StageContext {
   compression?: CompressionChoice
+  untagged?: boolean
   log: (line: string) => void
   onProgress: (stage: string, done: number, total: number) => void
   onWritten: (w: WriteResult) => void
@@ -303,7 +273,7 @@ function destinationStage(dest: Destination, opts: DestinationStageOptions): Wri
     try {
       const image = packImage(d, { signal, settings: opts.settings })
       const compression = compressionFor(dest, opts.compression, image.layer)
-      opts.onWritten(await dest.write(image, { compression, signal, onProgress: opts.onProgress, log: opts.log }))
+      opts.onWritten(await dest.write(image, { compression, signal, onProgress: opts.onProgress, log: opts.log, untagged: opts.untagged }))
     } finally {
       await destroy(d.workspace.dir)
     }

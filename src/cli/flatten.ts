@@ -143,6 +143,7 @@ export function report(r: FlattenResult): string {
     ['base', r.base.ref ?? 'scratch', short(r.base.id), count(r.base.layers), ''],
     ['result', r.target, short(r.imageId), count(r.layers), r.outcome === 'written' || r.outcome === 'pushed' ? `layer ${mb(r.blob?.size ?? r.layerBytes ?? 0)}` : mb(r.size)],
   ]
+  for (const p of r.platforms ?? []) rows.push([`  ${p.platform}`, '(named by the index)', short(p.manifestDigest ?? p.imageId), count(p.layers), `layer ${mb(p.blob?.size ?? 0)}`])
   const width = (i: number): number => Math.max(...rows.map((row) => row[i].length))
   const lines = rows.map((row) => row.map((c, i) => c.padEnd(width(i))).join('  ').trimEnd())
   const how = {
@@ -152,7 +153,8 @@ export function report(r: FlattenResult): string {
     written: 'written, not loaded',
     pushed: 'pushed',
   }
-  lines.push(`${how[r.outcome]}: ${r.target} ${r.imageId}`)
+  // Where images are named by their manifest (a registry, an OCI dir), that is the name to show.
+  lines.push(`${how[r.outcome]}: ${r.target} ${r.manifestDigest ?? r.imageId}`)
   return lines.join('\n')
 }
 

@@ -82,6 +82,8 @@ export interface WriteOptions {
   onProgress?: (stage: string, done: number, total: number) => void
   /** Progress lines for a human (a skipped or mounted blob, a cache hit). */
   log?: (line: string) => void
+  /** Store the image by its manifest digest only, for an index to name (see writeIndex). */
+  untagged?: boolean
 }
 
 /** The new layer's blob as the destination stored it. */
@@ -103,6 +105,8 @@ export interface WriteResult {
   layer: StoredLayer
   /** What the daemon said it loaded (daemon destination only). */
   loaded?: { tags: string[]; ids: string[] }
+  /** The manifest as an index names it (registry and OCI dir). */
+  manifest?: { mediaType: string; size: number }
 }
 
 /** What a destination can tell about an earlier run's result, for the cache. */
@@ -114,6 +118,12 @@ export interface CacheQuery {
   compression: CompressionChoice
 }
 
+/** An earlier result a destination holds: its config's and its manifest's digests. */
+export interface HeldResult {
+  imageId: string
+  manifestDigest: string
+}
+
 export interface Destination {
   /** What messages call it: `the local daemon`, `127.0.0.1:5000/app:1`, `oci:DIR:TAG`. */
   readonly label: string
@@ -123,8 +133,13 @@ export interface Destination {
   readonly needsSize: boolean
   /** The compressions it can store. */
   readonly accepts: readonly Compression[]
-  /** The earlier result it holds (its manifest digest or image id), or null. */
-  cached?(query: CacheQuery, signal?: AbortSignal): Promise<string | null>
+  /** The earlier result it holds, or null. */
+  cached?(query: CacheQuery, signal?: AbortSignal): Promise<HeldResult | null>
   /** Write the image; resolves once the destination holds all of it. */
   write(image: ResultImage, opts: WriteOptions): Promise<WriteResult>
+  /**
+   * Name an index of images written untagged with the destination's tag; resolves with whether
+   * the tag already named exactly this index. Absent: the destination holds single images only.
+   */
+  writeIndex?(bytes: Buffer, mediaType: string, signal?: AbortSignal): Promise<boolean>
 }

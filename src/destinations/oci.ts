@@ -76,6 +76,16 @@ export function ociDestination(dir: string, tag: string): Destination {
     }
   }
 
+  /** Point the tag at a manifest or index: index.json replaced whole, by rename. */
+  async function name(d: { mediaType: string; digest: string; size: number }): Promise<void> {
+    const index = await readIndex()
+    index.manifests = index.manifests.filter((m) => m.annotations?.[REF_NAME] !== tag)
+    index.manifests.push({ ...d, annotations: { [REF_NAME]: tag } })
+    const temp = join(dir, `${TEMP_PREFIX}index-${randomBytes(6).toString('hex')}.json`)
+    await writeFile(temp, JSON.stringify(index))
+    await rename(temp, join(dir, 'index.json'))
+  }
+
   async function layout(): Promise<void> {
     await mkdir(blobs, { recursive: true })
     const marker = join(dir, 'oci-layout')
@@ -94,7 +104,7 @@ export function ociDestination(dir: string, tag: string): Destination {
       const manifest = await readFile(blobFile(entry.digest)).catch(() => null)
       const config = manifest && configOf(manifest)
       const configJson = config && (await readFile(blobFile(config.digest)).catch(() => null))
-      return manifest && configJson && isEarlierResult(manifest, configJson, q) ? entry.digest : null
+      return manifest && configJson && isEarlierResult(manifest, configJson, q) ? { imageId: config.digest, manifestDigest: entry.digest } : null
     },
     async write(image, w) {
       await layout()
@@ -122,13 +132,17 @@ export function ociDestination(dir: string, tag: string): Destination {
       await writeBytes(manifest.bytes, manifest.digest)
 
       w.signal?.throwIfAborted()
-      const index = await readIndex()
-      index.manifests = index.manifests.filter((m) => m.annotations?.[REF_NAME] !== tag)
-      index.manifests.push({ mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length, annotations: { [REF_NAME]: tag } })
-      const temp = join(dir, `${TEMP_PREFIX}index-${randomBytes(6).toString('hex')}.json`)
-      await writeFile(temp, JSON.stringify(index))
-      await rename(temp, join(dir, 'index.json'))
-      return { imageId: configDigest, manifestDigest: manifest.digest, layer }
+      if (!w.untagged) await name({ mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length })
+      return { imageId: configDigest, manifestDigest: manifest.digest, layer, manifest: { mediaType: manifest.mediaType, size: manifest.bytes.length } }
+    },
+    async writeIndex(bytes, mediaType, signal) {
+      await layout()
+      const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+      const held = (await readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === tag)?.digest === digest
+      await writeBytes(bytes, digest)
+      signal?.throwIfAborted()
+      await name({ mediaType, digest, size: bytes.length })
+      return held
     },
   }
 }

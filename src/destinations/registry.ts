@@ -5,7 +5,7 @@
  * (one read: a registry learns the digest at the end); then the config, and the manifest last,
  * so an interrupted run leaves no tag (and the client cancels its open upload).
  */
-import { connect, type ConnectOptions, type RegistryClient, type RegistryRef } from '../registry/index.js'
+import { connect, sha256, type ConnectOptions, type RegistryClient, type RegistryRef } from '../registry/index.js'
 import { formatRef } from '../registry/reference.js'
 import { stableJson } from '../image-archive.js'
 import { DflattenError } from '../errors.js'
@@ -94,7 +94,7 @@ export function registryDestination(ref: RegistryRef & { tag: string }, options:
       const config = configOf(m.bytes)
       if (!config) return null
       const blob = await c.getBlob(config.digest, { size: config.size, signal })
-      return isEarlierResult(m.bytes, await readAll(blob.stream, CONFIG_LIMIT), q) ? m.digest : null
+      return isEarlierResult(m.bytes, await readAll(blob.stream, CONFIG_LIMIT), q) ? { imageId: config.digest, manifestDigest: m.digest } : null
     },
     async write(image, w) {
       const c = await open()
@@ -109,8 +109,14 @@ export function registryDestination(ref: RegistryRef & { tag: string }, options:
       const config = await c.uploadBytes(configJson, w.signal)
       const manifest = buildManifest(format, config, [...base, layer])
       w.signal?.throwIfAborted()
-      await c.putManifest(ref.tag, manifest.bytes, manifest.mediaType, w.signal)
-      return { imageId: config.digest, manifestDigest: manifest.digest, layer }
+      await c.putManifest(w.untagged ? manifest.digest : ref.tag, manifest.bytes, manifest.mediaType, w.signal)
+      return { imageId: config.digest, manifestDigest: manifest.digest, layer, manifest: { mediaType: manifest.mediaType, size: manifest.bytes.length } }
+    },
+    async writeIndex(bytes, mediaType, signal) {
+      const c = await open()
+      const held = (await c.headManifest(ref.tag, undefined, signal))?.digest === sha256(bytes)
+      await c.putManifest(ref.tag, bytes, mediaType, signal)
+      return held
     },
   }
 }
