@@ -235,9 +235,10 @@ EOF
     say "$f: containerd (pid $pid) is running; waiting for it"
   else
     say "$f: starting containerd"
-    # setsid: the daemons outlive this script and its terminal; fd 9 (our lock) stays here.
+    # setsid: the daemons outlive this script and its terminal; fd 9 (our lock) and any lock the
+    # caller holds (flock gives its command fd 3) stay here.
     PATH=$(daemon_path) setsid nohup "$ROOT/usr/bin/containerd" --config "$cfg" \
-      </dev/null >>"$DATA/$f/containerd.log" 2>&1 9>&- &
+      </dev/null >>"$DATA/$f/containerd.log" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
     pid=$!
     echo "$pid" >"$rd/containerd/containerd.pid"
   fi
@@ -272,7 +273,7 @@ launch_dockerd() {
       --cgroup-parent "/dflatten-d26-$f" \
       --iptables=false --ip6tables=false --bridge=none \
       "${args[@]}" \
-      </dev/null >>"$DATA/$f/dockerd.log" 2>&1 9>&- &
+      </dev/null >>"$DATA/$f/dockerd.log" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
     pid=$!
   fi
   PIDS[dockerd-$f]=$pid

@@ -29,8 +29,9 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
   echo "setup.sh: starting dockerd (overlay2, no networking); log in /var/log/dflatten-dockerd.log"
+  # The daemon outlives this script: no fd of the caller (a flock lock) goes with it.
   nohup dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 \
-    >/var/log/dflatten-dockerd.log 2>&1 &
+    </dev/null >/var/log/dflatten-dockerd.log 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "setup.sh: dockerd did not come up" >&2; tail -20 /var/log/dflatten-dockerd.log >&2; exit 1; }
 fi
