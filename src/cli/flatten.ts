@@ -38,8 +38,12 @@ export const FLATTEN_OPTIONS = [
   {
     name: 'platform',
     type: 'string',
-    value: 'OS/ARCH[/VARIANT]',
-    help: "which platform of a multi-platform image (local, docker:// or oci:)\nto flatten (default: the daemon's); the result holds that one",
+    value: 'OS/ARCH[/VARIANT][,...]',
+    help: [
+      "which platform of a local multi-platform image to flatten (default:",
+      "the daemon's); the result holds that one. A docker:// or oci: index:",
+      'the platforms to flatten (default: all); the result is an index',
+    ].join('\n'),
   },
   { name: 'original', short: 'o', type: 'string', value: 'IMAGE', help: 'the image to flatten (same as the IMAGE argument)' },
   {

@@ -41,7 +41,7 @@ const noConfig = (): Record<string, string> => ({ DOCKER_CONFIG: join(work, 'no-
 
 /** The manifest digest a run printed (`pushed: NAME sha256:...` / `written: ...`). */
 function printed(stdout: string): string {
-  return /(?:pushed|written|cache\)): \S+ (sha256:[0-9a-f]{64})/.exec(stdout)?.[1] ?? ''
+  return /^(?:pushed|written, not loaded|found from an earlier run \(cache\)): \S+ (sha256:[0-9a-f]{64})$/m.exec(stdout)?.[1] ?? ''
 }
 
 /**
@@ -52,7 +52,8 @@ async function flattenAndCompare(t: Test, original: string, source: string, base
   const run = (args: string[]) => dflatten([source, '--base', baseRef, '-t', target, ...args], { env: noConfig() })
   const first = await run([])
   t.equal(first.exitCode, 0, first.stderr)
-  t.match(first.stdout, target.startsWith('oci:') ? /^written: /m : /^pushed: /m)
+  t.match(first.stdout, target.startsWith('oci:') ? /^written, not loaded: /m : /^pushed: /m)
+  t.not(printed(first.stdout), '', 'it names the manifest digest')
   const again = await run(['--no-cache'])
   t.equal(again.exitCode, 0, again.stderr)
   t.equal(printed(again.stdout), printed(first.stdout), 'a second run gives the same manifest digest')
@@ -94,11 +95,13 @@ t.test('from a registry (gzip layers), onto a base in the same registry, to the 
   }
 })
 
-t.test('from an OCI layout (zstd layers above a gzip base), onto a base in the same layout, to an OCI dir and to a registry', async (t) => {
+// zstd sources are the unit tests' (test/unit/sources.test.ts): the result keeps the source's
+// base blobs as they are, and neither skopeo nor Docker 20.10 can bring zstd into the daemon.
+t.test('from an OCI layout, onto a base in the same layout, to an OCI dir and to a registry', async (t) => {
   const dir = join(work, 'layout')
   await push(base, `oci:${dir}:base`)
   for (const name of ['simple', 'corner'] as const) {
-    await push(images[name], `oci:${dir}:${name}`, ['--dest-compress-format', 'zstd'])
+    await push(images[name], `oci:${dir}:${name}`)
     await t.test(`${name} to oci:`, (t) => flattenAndCompare(t, images[name], `oci:${dir}:${name}`, `oci:${dir}:base`, `oci:${dir}:${name}-flat`, `oci-${name}`))
     await t.test(`${name} to docker://`, (t) => flattenAndCompare(t, images[name], `oci:${dir}:${name}`, `oci:${dir}:base`, `docker://${reg.host}/from-oci-${name}:flat`, `ocireg-${name}`))
   }
