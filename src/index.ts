@@ -18,3 +18,20 @@ export type { Plan, Mounted, Diffed, DiffSummary, StageDoc, MethodDoc, MethodNam
 export type { Settings } from './settings.js'
 export { DflattenError, Interrupted } from './errors.js'
 export { cleanupAll } from './cleanup.js'
+export {
+  parseTarget,
+  destinationFor,
+  compressionFor,
+  daemonDestination,
+  archiveDestination,
+  registryDestination,
+  ociDestination,
+  daemonBlobs,
+  type Destination,
+  type BlobSource,
+  type NewLayer,
+  type ResultImage,
+  type WriteResult,
+  type Target,
+} from './destinations/index.js'
+export { parseCompression, type CompressionChoice } from './compress/index.js'

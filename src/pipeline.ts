@@ -1,68 +1,36 @@
 /**
  * The whole flatten, wired from the stages with pump:
  *
- *   resolve -> mount -> diff -> pack -> load
- *   (plan)    (mounts) (upper dir) (archive bytes) (docker load)
+ *   resolve -> mount -> diff -> pack -> destination
+ *   (plan)    (mounts) (upper dir) (layer stream) (docker load, an archive, a registry, an OCI dir)
  *
- * The first three pass small documents; pack streams the image archive straight into
- * `docker load`'s stdin, so no tarball is ever written to disk.
+ * The first three pass small documents; pack makes the new layer a stream that the destination
+ * consumes (src/destinations): into `docker load`'s stdin by default, so no tarball is ever
+ * written to disk.
  */
-import { Readable } from 'node:stream'
+import { Readable, Writable } from 'node:stream'
 import pump from 'pump'
-import { resolve, type ResolveOptions } from './stages/resolve.js'
+import { resolve } from './stages/resolve.js'
 import { mountStage } from './stages/mount.js'
 import { diffStage } from './stages/diff.js'
-import { packStage, type PackResult } from './stages/pack.js'
-import { loadStage } from './stages/load.js'
+import { packImage } from './stages/pack.js'
+import type { StageContext } from './stages/stream.js'
+import { compressionFor, destinationFor, parseTarget, planName, type Destination, type WriteResult } from './destinations/index.js'
+import type { CompressionChoice } from './compress/index.js'
+import { isDaemonless } from './sources/reference.js'
+import { sourceIndex } from './sources/index-image.js'
+import { flattenPlatforms, platformList } from './platforms.js'
 import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
-import { cleanupAll, destroy } from './cleanup.js'
+import { cleanupAll, destroy, inFlight } from './cleanup.js'
 import { abandonedWorkspaces } from './workspace.js'
 import { alreadyTheResult } from './rerun.js'
 import { DflattenError, Interrupted } from './errors.js'
 import type { Diffed, DiffSummary, Plan } from './plan.js'
+import type { FlattenOptions, FlattenResult } from './result.js'
+
+export type { FlattenOptions, FlattenResult, Progress } from './result.js'
 import through2 from 'through2'
 
-/** `settings` (from ResolveOptions) reach every stage: work root, rsync, save content source. */
-export interface FlattenOptions extends ResolveOptions {
-  /** Abort the run: child processes are stopped, mounts and temp dirs removed. */
-  signal?: AbortSignal
-  /** Progress lines for a human. */
-  log?: (line: string) => void
-  /** Also log why a method was picked. */
-  verbose?: boolean
-  /** Write the image archive here instead of loading it (`docker load -i` reads it later). */
-  output?: NodeJS.WritableStream
-  /** Build the result even when an earlier run already made it (default: use the cache). */
-  noCache?: boolean
-  /** Told how many bytes of the new layer have streamed, of how many. */
-  onProgress?: (p: Progress) => void
-  /** Told the plan once it is made, before any work on it. */
-  onPlan?: (plan: Plan) => void
-}
-
-export interface Progress {
-  stage: string
-  done: number
-  total: number
-}
-
-export interface FlattenResult {
-  source: { ref: string; id: string; layers: number; size: number }
-  base: { ref: string | null; id: string | null; layers: number }
-  target: string
-  imageId: string
-  layers: number
-  size: number
-  /**
-   * How the result came about: built and loaded now, found from an earlier run, the original as
-   * is (nothing above the base), or written as an archive and not loaded.
-   */
-  outcome: 'flattened' | 'cached' | 'unchanged' | 'written'
-  diff?: DiffSummary
-  layerBytes?: number
-  /** Wall time of each stage in seconds; pack and load stream together, so they share one. */
-  timings: Record<string, number>
-}
 
 /** Run streams end to end; reject with the first error, after every stream is torn down. */
 export function pumpAll(streams: Array<NodeJS.ReadableStream | NodeJS.WritableStream>, signal?: AbortSignal): Promise<void> {
@@ -130,7 +98,6 @@ async function tagged(plan: Plan, id: string, outcome: FlattenResult['outcome'],
  */
 export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
   const log = opts.log ?? (() => {})
-  const started = performance.now()
   useDockerCommand(opts.settings?.docker ?? 'docker')
   try {
     // What an interrupted earlier run (kill -9, power loss) left behind goes first.
@@ -138,37 +105,11 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
       await destroy(dir)
       log(`removed ${dir}, left behind by an interrupted run`)
     }
-    const plan = await resolve(opts)
-    opts.onPlan?.(plan)
-    const timings = { resolve: (performance.now() - started) / 1000 }
-    opts.signal?.throwIfAborted()
-    if (plan.source.platforms) {
-      log(`${plan.source.ref} holds ${plan.source.platforms.length} platforms (${plan.source.platforms.join(', ')}); flattening ${plan.source.platform ?? ''}, the result is that one platform's image`)
+    if (isDaemonless(opts.image)) {
+      const index = await sourceIndex({ ...opts, platforms: platformList(opts.platform) })
+      if (index) return await flattenPlatforms(opts, index, (one, dest) => flattenImage(one, log, dest))
     }
-    const above = plan.source.layers.length - plan.base.layers.length
-    if (opts.verbose) log(`method ${plan.method.name}: ${plan.method.reason}`)
-    log(
-      `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
-        (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
-    )
-    if (above === 0) {
-      if (!plan.daemon) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is nothing to flatten`)
-      if (opts.output) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is no new layer to write`)
-      log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
-      return { ...(await tagged(plan, plan.source.id, 'unchanged', log)), timings }
-    }
-    // Not even --no-cache rebuilds this: flattening a flattened image only renames it.
-    if (!opts.output && (await alreadyTheResult(plan))) {
-      log(`${plan.source.ref} is already this flatten's result, from an earlier run`)
-      return { ...(await tagged(plan, plan.source.id, 'cached', log)), timings }
-    }
-    // The cache is the daemon's images; a daemonless source has none to look in.
-    const cached = opts.output || opts.noCache || !plan.daemon ? null : await findCached(plan)
-    if (cached) {
-      log(`already flattened earlier: ${cached.slice(7, 19)}`)
-      return { ...(await tagged(plan, cached, 'cached', log)), timings }
-    }
-    return await run(plan, opts, log, timings)
+    return await flattenImage(opts, log)
   } catch (e) {
     if (opts.signal?.aborted && !(e instanceof Interrupted)) throw new Interrupted(String(opts.signal.reason))
     throw e
@@ -177,14 +118,80 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
   }
 }
 
+/**
+ * One image flattened. `into` is given for one platform of an index: the image then goes there
+ * untagged, for the index to name (and an earlier result under the tag is not looked for).
+ */
+async function flattenImage(opts: FlattenOptions, log: (line: string) => void, into?: Destination): Promise<FlattenResult> {
+  const started = performance.now()
+  const asked = parseTarget(opts.tag)
+  if (opts.output && asked.kind !== 'daemon') throw new DflattenError('usage', '--output writes an archive; -t docker:// and -t oci: write elsewhere: give one of them')
+  const daemonless = isDaemonless(opts.image)
+  if (daemonless && (opts.output || (opts.tag !== undefined && asked.kind === 'daemon'))) {
+    throw new DflattenError('usage', `${opts.image} is read without a daemon: its result goes to a registry or an OCI dir (-t docker://... or -t oci:DIR[:TAG]), not to ${opts.output ? 'an archive' : 'the local daemon'}`)
+  }
+  // A daemonless source names its default result itself (src/sources/resolve.ts).
+  const plan = await resolve({ ...opts, tag: daemonless ? opts.tag : planName(asked) })
+  const target = daemonless ? parseTarget(plan.target) : asked
+  opts.onPlan?.(plan)
+  const timings = { resolve: (performance.now() - started) / 1000 }
+  opts.signal?.throwIfAborted()
+  if (plan.source.platforms) {
+    log(`${plan.source.ref} holds ${plan.source.platforms.length} platforms (${plan.source.platforms.join(', ')}); flattening ${plan.source.platform ?? ''}, the result is that one platform's image`)
+  }
+  const above = plan.source.layers.length - plan.base.layers.length
+  if (opts.verbose) log(`method ${plan.method.name}: ${plan.method.reason}`)
+  log(
+    `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
+      (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
+  )
+  const dest = into ?? destinationFor(target, { daemon: plan.daemon, output: opts.output, layerOnly: opts.outputLayerOnly, registry: opts.settings?.registry })
+  const local = target.kind === 'daemon' && !opts.output
+  const compression = compressionFor(dest, opts.compression)
+  if (above === 0) {
+    if (!local) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is no new layer to write`)
+    log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)
+    return { ...(await tagged(plan, plan.source.id, 'unchanged', log)), timings }
+  }
+  if (local) {
+    // Not even --no-cache rebuilds this: flattening a flattened image only renames it.
+    if (await alreadyTheResult(plan)) {
+      log(`${plan.source.ref} is already this flatten's result, from an earlier run`)
+      return { ...(await tagged(plan, plan.source.id, 'cached', log)), timings }
+    }
+    const cached = opts.noCache ? null : await findCached(plan)
+    if (cached) {
+      log(`already flattened earlier: ${cached.slice(7, 19)}`)
+      return { ...(await tagged(plan, cached, 'cached', log)), timings }
+    }
+  } else if (!opts.noCache && !into && dest.cached) {
+    const held = await dest.cached({ marker: plan.marker, baseLayers: plan.base.layers, compression }, opts.signal)
+    if (held) {
+      log(`${dest.label} already holds this result (${held.manifestDigest.slice(0, 19)}); nothing to do`)
+      const layers = plan.base.layers.length + 1
+      return { ...summary(plan), target: dest.label, ...held, layers, size: 0, outcome: 'cached', timings }
+    }
+  }
+  return await run(plan, { ...opts, untagged: Boolean(into) }, log, timings, dest, local)
+}
+
+/** Where each destination's streaming time is booked (the stage command it stands for). */
+function streamStage(dest: Destination, local: boolean, output: boolean): string {
+  if (local) return 'pack+load'
+  if (output) return 'pack'
+  return dest.label.startsWith('oci:') ? 'write' : 'push'
+}
+
 async function run(
   plan: Plan,
-  opts: FlattenOptions,
+  opts: FlattenOptions & { untagged?: boolean },
   log: (l: string) => void,
   timings: Record<string, number>,
+  dest: Destination,
+  local: boolean,
 ): Promise<FlattenResult> {
   let diff: DiffSummary | undefined
-  let packed: PackResult | undefined
+  let written: WriteResult | undefined
   const ctx = { signal: opts.signal, settings: opts.settings }
   let last = performance.now()
   // Marks the end of the stage before it, passing its document on untouched.
@@ -201,14 +208,7 @@ async function run(
     if (opts.verbose && doc.method.detail) log(doc.method.detail)
     cb(null, doc)
   })
-  let total = 0
-  let done = 0
-  const stage = opts.output ? 'pack' : 'pack+load'
-  const progress = through2((chunk: Buffer, _enc, cb) => {
-    done += chunk.length
-    opts.onProgress?.({ stage, done: Math.min(done, total), total })
-    cb(null, chunk)
-  })
+  const stage = streamStage(dest, local, Boolean(opts.output))
   const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [
     Readable.from([plan]),
     mountStage(ctx),
@@ -216,25 +216,76 @@ async function run(
     diffStage(ctx),
     lap('diff'),
     peek,
-    packStage({ onDone: (r) => (packed = r), onSize: (n) => (total = n), signal: opts.signal, settings: opts.settings }),
-    progress,
-    opts.output ?? loadStage({ signal: opts.signal }),
+    destinationStage(dest, {
+      ...ctx,
+      compression: opts.compression,
+      untagged: opts.untagged,
+      log,
+      // The measuring read of a compressed layer is its own stage; the rest is the stream's.
+      onProgress: (pass, done, total) => opts.onProgress?.({ stage: pass === 'measure' ? 'measure' : stage, done, total }),
+      onWritten: (w) => (written = w),
+    }),
   ]
   await pumpAll(stages, opts.signal)
   timings[stage] = (performance.now() - last) / 1000
-  if (!packed) throw new DflattenError('tool-failed', 'the archive was not completed')
-  const p = packed
-  const common = { ...summary(plan), diff, layerBytes: p.layerSize, timings }
-  if (opts.output) {
-    return { ...common, imageId: p.imageId, layers: plan.base.layers.length + 1, size: 0, outcome: 'written' }
+  if (!written) throw new DflattenError('tool-failed', `${dest.label} was not written`)
+  const w = written
+  const common = {
+    ...summary(plan),
+    diff,
+    layerBytes: w.layer.tarSize,
+    blob: { mediaType: w.layer.mediaType, digest: w.layer.digest, size: w.layer.size },
+    timings,
+  }
+  const layers = plan.base.layers.length + 1
+  if (opts.output) return { ...common, imageId: w.imageId, layers, size: 0, outcome: 'written' }
+  if (!local) {
+    const outcome = stage === 'write' ? 'written' : 'pushed'
+    return { ...common, target: dest.label, imageId: w.imageId, manifestDigest: w.manifestDigest, manifest: w.manifest, layers, size: w.layer.size, outcome }
   }
   // The classic store names an image by its config's digest; the containerd store by its
   // manifest's. Either way the layers must be the base's plus the new one.
   const img = await findImage(plan.target)
-  const layers = img?.RootFS.Layers ?? []
-  const expected = [...plan.base.layers, p.diffId]
-  if (!img || (img.Id !== p.imageId && layers.join() !== expected.join())) {
-    throw new DflattenError('tool-failed', `docker load did not give ${plan.target} the image it was sent (${p.imageId})`)
+  const loadedLayers = img?.RootFS.Layers ?? []
+  const expected = [...plan.base.layers, w.layer.diffId]
+  if (!img || (img.Id !== w.imageId && loadedLayers.join() !== expected.join())) {
+    throw new DflattenError('tool-failed', `docker load did not give ${plan.target} the image it was sent (${w.imageId})`)
   }
-  return { ...common, imageId: img.Id, layers: layers.length, size: img.Size, outcome: 'flattened' }
+  return { ...common, imageId: img.Id, layers: loadedLayers.length, size: img.Size, outcome: 'flattened' }
+}
+
+interface DestinationStageOptions extends StageContext {
+  compression?: CompressionChoice
+  untagged?: boolean
+  log: (line: string) => void
+  onProgress: (stage: string, done: number, total: number) => void
+  onWritten: (w: WriteResult) => void
+}
+
+/**
+ * The last stage: a diffed document in, the result written to the destination; the workspace
+ * goes once it is. Torn down mid-write (an error upstream, an interrupt), it aborts the write.
+ */
+function destinationStage(dest: Destination, opts: DestinationStageOptions): Writable {
+  const ac = new AbortController()
+  const signal = opts.signal ? AbortSignal.any([opts.signal, ac.signal]) : ac.signal
+  const write = async (d: Diffed): Promise<void> => {
+    try {
+      const image = packImage(d, { signal, settings: opts.settings })
+      const compression = compressionFor(dest, opts.compression, image.layer)
+      opts.onWritten(await dest.write(image, { compression, signal, onProgress: opts.onProgress, log: opts.log, untagged: opts.untagged }))
+    } finally {
+      await destroy(d.workspace.dir)
+    }
+  }
+  return new Writable({
+    objectMode: true,
+    write(doc: Diffed, _enc, cb) {
+      inFlight(write(doc)).then(() => cb(), (e: unknown) => cb(e as Error))
+    },
+    destroy(err, cb) {
+      ac.abort(err ?? new Interrupted('teardown'))
+      cb(err)
+    },
+  })
 }

@@ -26,6 +26,8 @@ export interface ImageParts {
   baseHistory: unknown[]
   /** The base's layers as the daemon stores them, for the archive's manifest. */
   baseDescriptors: LayerDescriptor[]
+  /** The source manifest's media type family, which the result's keeps: OCI (the default) or Docker v2. */
+  manifestFormat?: 'oci' | 'docker'
 }
 
 export interface ImageSide {

@@ -6,6 +6,8 @@
 import { createWriteStream } from 'node:fs'
 import { rename, rm, stat } from 'node:fs/promises'
 import { once } from 'node:events'
+import { parseCompression } from '../compress/index.js'
+import { DflattenError } from '../errors.js'
 import { count, flatten, type FlattenOptions, type FlattenResult, type Progress } from '../pipeline.js'
 import type { Settings } from '../settings.js'
 import type { SourceOptions } from '../sources/resolve.js'
@@ -14,7 +16,18 @@ import { methodChoice } from './methods.js'
 import { abortOnSignals, binaryStdout, tuneHeap, version } from './runtime.js'
 
 export const FLATTEN_OPTIONS = [
-  { name: 'tag', short: 't', type: 'string', value: 'NAME[:TAG]', help: 'name of the result (default: <repo>_flatten:<tag>)' },
+  {
+    name: 'tag',
+    short: 't',
+    type: 'string',
+    value: 'TARGET',
+    help: [
+      'where the result goes (default: <repo>_flatten:<tag> in the daemon):',
+      '  NAME[:TAG]               the local daemon',
+      '  docker://HOST/REPO[:TAG] push to a registry (no daemon load)',
+      '  oci:DIR[:TAG]            write an OCI image layout dir',
+    ].join('\n'),
+  },
   {
     name: 'base',
     short: 'b',
@@ -25,8 +38,12 @@ export const FLATTEN_OPTIONS = [
   {
     name: 'platform',
     type: 'string',
-    value: 'OS/ARCH[/VARIANT]',
-    help: "which platform of a multi-platform image (local, docker:// or oci:)\nto flatten (default: the daemon's); the result holds that one",
+    value: 'OS/ARCH[/VARIANT][,...]',
+    help: [
+      "which platform of a local multi-platform image to flatten (default:",
+      "the daemon's); the result holds that one. A docker:// or oci: index:",
+      'the platforms to flatten (default: all); the result is an index',
+    ].join('\n'),
   },
   { name: 'original', short: 'o', type: 'string', value: 'IMAGE', help: 'the image to flatten (same as the IMAGE argument)' },
   {
@@ -56,7 +73,23 @@ export const FLATTEN_OPTIONS = [
     name: 'output',
     type: 'string',
     value: 'FILE',
-    help: "write the image archive to FILE ('-' for stdout) instead of\nloading it; 'docker load -i FILE' loads it later",
+    help: "write the image archive to FILE ('-' for stdout) instead of\nloading it: a complete image, base included; 'docker load -i\nFILE' loads it on any daemon",
+  },
+  {
+    name: 'output-layer-only',
+    type: 'boolean',
+    help: 'with --output: leave the base layers out (a small archive that\nloads only on a daemon that has the base)',
+  },
+  {
+    name: 'compress',
+    type: 'string',
+    value: 'KIND[:LEVEL]',
+    help: [
+      'how the new layer is stored: gzip[:1-9] | zstd[:1-19] | none',
+      '(default: gzip for a registry, an OCI dir and the containerd',
+      'store; none for the classic store, which unpacks layers anyway).',
+      'zstd: registries, OCI dirs, Docker 23+; not Docker 20.10',
+    ].join('\n'),
   },
   { name: 'cert-dir', type: 'string', value: 'DIR', help: 'CAs (*.crt) and a client cert (*.cert, *.key) for registries' },
   { name: 'insecure-registry', type: 'string', multiple: true, value: 'HOST', help: 'reach HOST[:PORT] over plain HTTP or unverified TLS (repeatable)' },
@@ -96,6 +129,7 @@ export function parseFlattenArgs(argv: string[]): FlattenArgs {
   atMost(images, 1, 'dflatten', 'one image (the argument or --original)')
   if (images.length === 0) return { noImage: true }
   const { help: _h, version: _v, original: _o, method, ...rest } = values
+  if (rest.compress !== undefined) parseCompression(rest.compress)
   return { ...rest, image: images[0], method: methodChoice(method) }
 }
 
@@ -111,17 +145,20 @@ export function report(r: FlattenResult): string {
   const rows = [
     ['source', r.source.ref, short(r.source.id), count(r.source.layers), mb(r.source.size)],
     ['base', r.base.ref ?? 'scratch', short(r.base.id), count(r.base.layers), ''],
-    ['result', r.target, short(r.imageId), count(r.layers), r.outcome === 'written' ? `layer ${mb(r.layerBytes ?? 0)}` : mb(r.size)],
+    ['result', r.target, short(r.imageId), count(r.layers), r.outcome === 'written' || r.outcome === 'pushed' ? `layer ${mb(r.blob?.size ?? r.layerBytes ?? 0)}` : mb(r.size)],
   ]
+  for (const p of r.platforms ?? []) rows.push([`  ${p.platform}`, '(named by the index)', short(p.manifestDigest ?? p.imageId), count(p.layers), `layer ${mb(p.blob?.size ?? 0)}`])
   const width = (i: number): number => Math.max(...rows.map((row) => row[i].length))
   const lines = rows.map((row) => row.map((c, i) => c.padEnd(width(i))).join('  ').trimEnd())
   const how = {
     flattened: 'flattened',
     cached: 'found from an earlier run (cache)',
     unchanged: 'no layers above the base: the original as is',
-    written: 'archive written, not loaded',
+    written: 'written, not loaded',
+    pushed: 'pushed',
   }
-  lines.push(`${how[r.outcome]}: ${r.target} ${r.imageId}`)
+  // Where images are named by their manifest (a registry, an OCI dir), that is the name to show.
+  lines.push(`${how[r.outcome]}: ${r.target} ${r.manifestDigest ?? r.imageId}`)
   return lines.join('\n')
 }
 
@@ -192,6 +229,7 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
     process.stdout.write(`dflatten ${version()}\n`)
     return 0
   }
+  if (args['output-layer-only'] && !args.output) throw new DflattenError('usage', "--output-layer-only goes with --output; see 'dflatten --help'")
   const ac = abortOnSignals()
   const quiet = args.quiet || args.json
   const toStdout = args.output === '-'
@@ -215,6 +253,8 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
       signal: ac.signal,
       settings: { ...settings, registry },
       output: sink ?? file?.stream ?? undefined,
+      outputLayerOnly: args['output-layer-only'],
+      compression: args.compress === undefined ? undefined : parseCompression(args.compress),
       log: quiet
         ? undefined
         : (line) => {

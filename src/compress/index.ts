@@ -19,7 +19,7 @@ export interface CompressionChoice {
 }
 
 /** The levels the benchmark chose (bench/compress.ts measures them). */
-export const DEFAULT_LEVEL: Record<Compression, number> = { gzip: 6, zstd: 3, none: 0 }
+export const DEFAULT_LEVEL: Record<Compression, number> = { gzip: 3, zstd: 3, none: 0 }
 const LEVELS: Record<Compression, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] }
 
 /** Parse `gzip`, `zstd`, `none`, or `gzip:LEVEL`/`zstd:LEVEL`. */

@@ -23,6 +23,7 @@ import type { DaemonInfo, ImageInspect } from '../docker.js'
 import type { Settings } from '../settings.js'
 import type { Workspace } from '../workspace.js'
 import type { Diffed, ImageParts, Mounted, Plan } from '../plan.js'
+import type { BlobSource } from '../destinations/destination.js'
 
 export type { ImageParts }
 
@@ -95,6 +96,8 @@ export interface Method<S = unknown> {
   entries(doc: Mounted<S>, ctx: MethodContext): Promise<Difference<S>>
   /** Where pack reads the layer: entries in pack order, their content, a finish check. */
   layer(doc: Diffed<S>, ctx: MethodContext): LayerSource
+  /** Where a destination reads base blobs it lacks; absent: `docker save` of the base (src/destinations/blobs.ts). */
+  blobSource?(doc: Diffed<S>, ctx: MethodContext): BlobSource
   /** Remove what it recorded in a workspace dir, before the dir goes; also for a killed run's. */
   cleanup?(dir: string): Promise<void>
 }

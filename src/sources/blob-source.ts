@@ -1,16 +1,12 @@
 /**
  * Where an image is read from when no daemon holds it: a registry repository or an OCI image
- * layout dir. `BlobSource` is the shape the destinations copy base blobs through (written here
- * until src/destinations/destination.ts has it; the two must stay one interface).
+ * layout dir. Its blobs open as the destinations' BlobSource does: a stream that fails at its
+ * end unless it matches the digest.
  */
-import type { Readable } from 'node:stream'
-import type { LayerDescriptor } from '../image-archive.js'
+import type { BlobSource } from '../destinations/destination.js'
 import type { FetchedManifest } from '../registry/index.js'
 
-/** A blob by its descriptor, as a stream that fails at its end unless it matches the digest. */
-export interface BlobSource {
-  open(d: LayerDescriptor, signal?: AbortSignal): Promise<Readable>
-}
+export type { BlobSource }
 
 /** A registry repository or an OCI layout dir, named by one reference. */
 export interface ImageStore extends BlobSource {

@@ -33,8 +33,14 @@ export interface FlattenedIndex {
   images: Array<{ platform: Platform; manifest: WrittenManifest }>
 }
 
+export interface SourceIndex {
+  index: ImageIndex
+  /** The images to flatten, attestations left out. */
+  platforms: Descriptor[]
+}
+
 /** The source's index and the platforms to flatten, or null when the source is one image. */
-export async function sourceIndex(opts: SourceOptions & { platforms?: string[] }): Promise<{ index: ImageIndex; platforms: Descriptor[] } | null> {
+export async function sourceIndex(opts: SourceOptions & { platforms?: string[] }): Promise<SourceIndex | null> {
   const source = parseSourceRef(opts.image)
   const store = await openStore(source, opts.settings?.registry)
   try {
@@ -57,9 +63,9 @@ export function indexOf(images: FlattenedIndex['images']): { bytes: Buffer; medi
   return { bytes: Buffer.from(stableJson({ schemaVersion: 2, mediaType, manifests })), mediaType }
 }
 
-/** Flatten each platform in turn, then write the index. */
-export async function flattenIndex(opts: SourceOptions & { platforms?: string[] }, run: IndexRun): Promise<FlattenedIndex> {
-  const found = await sourceIndex(opts)
+/** Flatten each platform in turn, then write the index (`found`: the source's, when already read). */
+export async function flattenIndex(opts: SourceOptions & { platforms?: string[] }, run: IndexRun, found?: SourceIndex): Promise<FlattenedIndex> {
+  found ??= (await sourceIndex(opts)) ?? undefined
   if (!found) throw new DflattenError('usage', `${opts.image} is one image, not an index`)
   const source = parseSourceRef(opts.image)
   const images: FlattenedIndex['images'] = []

@@ -84,7 +84,8 @@ async function findBase(opts: SourceOptions, source: SourceRef, image: StoredIma
   return { ref: baseRef, image: base, count: prefix.length }
 }
 
-function defaultTarget(source: SourceRef): string {
+/** Where a daemonless source's result goes when -t is not given: beside it, `_flatten` added. */
+export function defaultTarget(source: SourceRef): string {
   if (source.kind === 'registry') {
     const { registry, repository, tag } = source.ref
     return `docker://${registry}/${repository}_flatten:${tag ?? 'latest'}`

@@ -39,6 +39,8 @@ export interface ImageInspect {
   Config: ContainerConfig | null
   RootFS: { Type: string; Layers?: string[] }
   GraphDriver: { Name: string; Data: Record<string, string> | null }
+  /** What the image holds in the store (the containerd store: its compressed blobs). */
+  Size: number
   [key: string]: unknown
 }
 

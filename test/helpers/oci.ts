@@ -1,23 +1,15 @@
 // OCI image layouts for the daemonless source tests: written by hand (layers gzip, zstd or
-// plain), and a minimal writer for a flatten's result (the destinations are another module's):
-// the new layer as an uncompressed blob, the config, the manifest, the base blobs copied from
-// the source, and index.json naming it.
+// plain), and a flatten's result written by the real OCI destination.
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
-import { Readable } from 'node:stream'
-import { layerTar } from '../../src/sources/decompress.js'
-import { createWriteStream } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pipeline } from 'node:stream/promises'
 import { gzipSync } from 'node:zlib'
 import { execa } from 'execa'
-import { stableJson, type LayerDescriptor } from '../../src/image-archive.js'
-import { layerStream } from '../../src/layer-tar.js'
+import { stableJson } from '../../src/image-archive.js'
 import { encodeTarHeader, END_OF_ARCHIVE, padding, readTar } from '../../src/tar/index.js'
 import { getMethod } from '../../src/methods/index.js'
-import { flattenedConfig } from '../../src/stages/pack.js'
-import { openStore } from '../../src/sources/open.js'
-import { parseSourceRef } from '../../src/sources/reference.js'
+import { packImage } from '../../src/stages/pack.js'
+import { ociDestination } from '../../src/destinations/oci.js'
 import type { Diffed, Mounted, Plan } from '../../src/plan.js'
 import type { Settings } from '../../src/settings.js'
 
@@ -42,15 +34,6 @@ interface IndexEntry {
   size: number
   annotations?: Record<string, string>
   platform?: { os: string; architecture: string; variant?: string }
-}
-
-const DOCKER_LAYERS: Record<string, string> = {
-  'application/vnd.docker.image.rootfs.diff.tar.gzip': 'application/vnd.oci.image.layer.v1.tar+gzip',
-  'application/vnd.docker.image.rootfs.diff.tar': 'application/vnd.oci.image.layer.v1.tar',
-}
-
-function ociLayerType(mediaType: string): string {
-  return DOCKER_LAYERS[mediaType] ?? mediaType
 }
 
 /** Add `entry` to the layout's index.json, replacing any with the same tag. */
@@ -121,7 +104,7 @@ export async function writeIndex(dir: string, tag: string, entries: IndexEntry[]
 
 /**
  * Run a daemonless plan's method to the end and write the result into the OCI layout `dir`
- * (tagged `tag`, or untagged): what a destination will do, kept minimal for the tests.
+ * through the OCI destination (tagged `tag`, or untagged), as `-t oci:DIR:TAG` does.
  */
 export async function writeFlattened(plan: Plan, dir: string, tag: string | undefined, settings: Settings = {}): Promise<IndexEntry & { diffId: string; layerBytes: number }> {
   const method = getMethod(plan.method.name)
@@ -129,53 +112,21 @@ export async function writeFlattened(plan: Plan, dir: string, tag: string | unde
   const mounted = { ...plan, dflatten: 'mounted', workspace: { dir } } as Mounted
   const found = await method.entries(mounted, ctx)
   const diffed: Diffed = { ...mounted, dflatten: 'diffed', method: { ...plan.method, state: found.state }, image: found.image, diff: null, entries: null, layerSize: null }
-  const src = method.layer(diffed, ctx)
-  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true })
-  const partial = join(dir, 'blobs', 'layer.partial')
-  const hash = createHash('sha256')
-  let bytes = 0
-  const stream = layerStream(src.entries, src.content, src.finish)
-  stream.on('data', (c: Buffer) => {
-    hash.update(c)
-    bytes += c.length
-  })
-  try {
-    await pipeline(stream, createWriteStream(partial))
-  } finally {
-    src.close?.()
-  }
-  const diffId = 'sha256:' + hash.digest('hex')
-  await rename(partial, join(dir, 'blobs', 'sha256', diffId.slice(7)))
-  // The base's blobs, as the source holds them.
-  // zstd base layers are stored plain: skopeo cannot hand zstd to a daemon (a real destination
-  // copies or mounts them as they are).
-  const base: LayerDescriptor[] = found.image.baseDescriptors.map((d) => (d.mediaType.endsWith('+zstd') ? { ...d, mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: d.diffId, size: -1 } : d))
-  const store = await openStore(parseSourceRef(plan.source.ref), settings.registry)
-  try {
-    for (const [i, d] of base.entries()) {
-      const file = join(dir, 'blobs', 'sha256', d.digest.slice(7))
-      const from = found.image.baseDescriptors[i]
-      if (d.size >= 0) await pipeline(await store.open(d), createWriteStream(file))
-      else {
-        await pipeline(Readable.from(layerTar(store, from, 'test')), createWriteStream(file))
-        d.size = (await stat(file)).size
-      }
-    }
-  } finally {
-    await store.close()
-  }
-  const config = stableJson(flattenedConfig(diffed, diffId))
-  const manifest = stableJson({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: { mediaType: OCI_CONFIG, digest: await putBlob(dir, config), size: Buffer.byteLength(config) },
-    // An OCI manifest names OCI layer types (skopeo refuses Docker ones in it): same bytes, OCI names.
-    layers: [...base.map(({ mediaType, digest, size }) => ({ mediaType: ociLayerType(mediaType), digest, size })), { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: diffId, size: bytes }],
-  })
+  const image = packImage(diffed, { settings })
+  const w = await ociDestination(dir, tag ?? 'untagged').write(image, { compression: { kind: 'none' } })
+  const manifest = await readFile(join(dir, 'blobs', 'sha256', w.manifestDigest.slice(7)))
   const [os, architecture, variant] = (plan.source.platform ?? 'linux/amd64').split('/')
-  const entry: IndexEntry = { mediaType: OCI_MANIFEST, digest: await putBlob(dir, manifest), size: Buffer.byteLength(manifest), platform: { os, architecture, ...(variant ? { variant } : {}) } }
-  if (tag) await addToIndex(dir, { ...entry, annotations: { 'org.opencontainers.image.ref.name': tag } })
-  return { ...entry, diffId, layerBytes: bytes }
+  const entry: IndexEntry = { mediaType: OCI_MANIFEST, digest: w.manifestDigest, size: manifest.length, platform: { os, architecture, ...(variant ? { variant } : {}) } }
+  if (!tag) await dropTag(dir, 'untagged')
+  return { ...entry, diffId: w.layer.diffId, layerBytes: w.layer.tarSize }
+}
+
+/** Take `tag` out of the layout's index.json (its blobs stay). */
+async function dropTag(dir: string, tag: string): Promise<void> {
+  const file = join(dir, 'index.json')
+  const index = JSON.parse(await readFile(file, 'utf8')) as { manifests: IndexEntry[] }
+  index.manifests = index.manifests.filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] !== tag)
+  await writeFile(file, JSON.stringify(index))
 }
 
 /** The layer tars (decompressed) of the image tagged `tag` in a layout, base first. */

@@ -43,7 +43,7 @@ const COMMANDS: Array<{ name: string; table: OptionTable; help: string; parse: (
 ]
 
 /** A value each string option accepts. */
-const SAMPLE: Record<string, string> = { tag: 'out:1', base: 'scratch', original: 'img:1', method: 'save', output: '/tmp/x.tar', platform: 'linux/arm64', 'cert-dir': '/etc/certs', 'insecure-registry': 'reg:5000' }
+const SAMPLE: Record<string, string> = { tag: 'out:1', base: 'scratch', original: 'img:1', method: 'save', output: '/tmp/x.tar', platform: 'linux/arm64', 'cert-dir': '/etc/certs', 'insecure-registry': 'reg:5000', compress: 'gzip' }
 
 t.test('every command lists each of its options in its --help, and every stage has a command', async (t) => {
   for (const c of COMMANDS) {

@@ -7,7 +7,7 @@ import { mkdtemp, rm, readFile, writeFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { resolveSource } from '../../src/sources/resolve.js'
-import { flattenIndex } from '../../src/sources/index-image.js'
+import { flatten } from '../../src/pipeline.js'
 import { parseSourceRef } from '../../src/sources/reference.js'
 import { resolve } from '../../src/stages/resolve.js'
 import { isDflattenError } from '../../src/errors.js'
@@ -142,13 +142,22 @@ t.test('a multi-platform index: each platform onto the base of its platform, att
   t.equal(armPlan.source.platform, 'linux/arm64/v8')
   t.equal(armPlan.base.layers.length, 1, "onto the arm64 base's layer")
 
-  const result = await flattenIndex(
-    { image: `oci:${m}:app`, base: `oci:${m}:base`, tag: `oci:${out}:flat` },
-    {
-      flattenOne: async (opts) => writeFlattened(await resolveSource(opts), out, undefined),
-      writeIndex: async (bytes) => writeIndex(out, 'flat', (JSON.parse(bytes.toString()) as { manifests: [] }).manifests),
-    },
-  )
+  // The whole pipeline, as `dflatten oci:M:app --base oci:M:base -t oci:OUT:flat` runs it.
+  const opts = { image: `oci:${m}:app`, base: `oci:${m}:base`, tag: `oci:${out}:flat`, compression: { kind: 'none' as const } }
+  const r = await flatten(opts)
+  const outIndex = JSON.parse(await readFile(join(out, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; mediaType: string; annotations?: Record<string, string> }> }
+  const named = outIndex.manifests.find((d) => d.annotations?.['org.opencontainers.image.ref.name'] === 'flat')
+  t.equal(named?.digest, r.manifestDigest, 'the tag names the index')
+  t.equal(named?.mediaType, 'application/vnd.oci.image.index.v1+json')
+  t.equal(outIndex.manifests.length, 1, 'the platform images are untagged')
+  const written = JSON.parse(await readFile(join(out, 'blobs/sha256', (r.manifestDigest ?? '').slice(7)), 'utf8')) as { manifests: Array<{ digest: string; platform: { os: string; architecture: string } }> }
+  const result = { digest: r.manifestDigest ?? '', images: written.manifests.map((d) => ({ platform: d.platform, manifest: { digest: d.digest } })) }
+  t.same(r.platforms?.map((p) => p.platform), ['linux/amd64', 'linux/arm64/v8'], 'a result per platform')
+  const again = await flatten(opts)
+  t.equal(again.manifestDigest, r.manifestDigest, 'a second run: the same index digest')
+  t.equal(again.outcome, 'cached', 'and it says the target already named it')
+  const armOnly = await flatten({ ...opts, tag: `oci:${out}:arm`, platform: 'linux/arm64' })
+  t.same(armOnly.platforms?.map((p) => p.platform), ['linux/arm64/v8'], '--platform picks the platforms to flatten')
   t.same(result.images.map((i) => [i.platform.os, i.platform.architecture].join('/')), ['linux/amd64', 'linux/arm64'], 'both platforms, no attestation')
   for (const [i, baseLayers] of [[0, BASE], [1, armBase]] as const) {
     const sub = await mkdtemp(join(tmpdir(), 'dft-sources-sub-'))

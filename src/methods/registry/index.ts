@@ -12,6 +12,8 @@ import { parseSourceRef } from '../../sources/reference.js'
 import { layerTar } from '../../sources/decompress.js'
 import type { ImageStore } from '../../sources/blob-source.js'
 import type { Diffed } from '../../plan.js'
+import type { BlobSource } from '../../destinations/destination.js'
+import { DOCKER } from '../../destinations/layer.js'
 import type { LayerSource, Method, MethodContext } from '../method.js'
 import { baseHistory } from '../save/index.js'
 import { onePassMerge } from './one-pass.js'
@@ -59,6 +61,27 @@ function readLayers(d: Diffed<RegistryState>, ctx: MethodContext): LayerSource {
   }
 }
 
+/**
+ * Base blobs for a destination that lacks them: read from where the image came from, and, for a
+ * registry source, named there so a target on the same registry mounts them instead.
+ */
+function sourceBlobs(d: Diffed<RegistryState>, ctx: MethodContext): BlobSource {
+  const source = parseSourceRef(d.method.state.source)
+  return {
+    async open(descriptor, signal) {
+      const store = await openStore(source, ctx.settings.registry)
+      const stream = await store.open(descriptor, signal)
+      stream.once('close', () => void store.close().catch(() => undefined))
+      return stream
+    },
+    elsewhere(descriptor) {
+      if (source.kind !== 'registry') return Promise.resolve([])
+      const { registry, repository } = source.ref
+      return Promise.resolve([{ registry, repository, digest: descriptor.digest, mediaType: descriptor.mediaType }])
+    },
+  }
+}
+
 export const registry: Method<RegistryState> = {
   name: REGISTRY_METHOD,
   summary: 'read a docker:// or oci: image top-down, each layer once, merged on the fly (no daemon, no root)',
@@ -76,10 +99,12 @@ export const registry: Method<RegistryState> = {
         config,
         baseHistory: baseHistory(config.history ?? [], s.baseHistoryLength ?? Number.MAX_SAFE_INTEGER, s.baseLayers),
         baseDescriptors: s.layers.slice(0, s.baseLayers),
+        manifestFormat: s.manifest.mediaType === DOCKER.manifest ? 'docker' : 'oci',
       },
       state: s,
       detail: `content read once from ${s.source}, top layer first`,
     })
   },
   layer: readLayers,
+  blobSource: sourceBlobs,
 }
