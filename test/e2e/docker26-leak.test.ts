@@ -2,9 +2,9 @@
 // container's layer mounted and its dirs under overlay2/ until the daemon restarts. The save
 // method must leave that daemon's mounts and dirs as it found them (it takes its content from a
 // second save there, and -v says why), and still give the same filesystem; on Docker 20.10 and
-// on the containerd store it keeps using the export. Earlier runs of other tests may have leaked
-// already (the test helpers' own exportFs does), so counts are compared before and after, never
-// against a number. Set DFLATTEN_SKIP_DOCKER26=1 to leave these out.
+// on the containerd store it keeps using the export. Earlier runs may have leaked already (the
+// test helpers' exportFs reads through docker cp on this daemon for that reason), so counts are
+// compared before and after, never against a number. Set DFLATTEN_SKIP_DOCKER26=1 to leave these out.
 import t from 'tap'
 import { execa } from 'execa'
 import { readFile, readdir } from 'node:fs/promises'
@@ -41,7 +41,6 @@ if (!d26) {
     for (const ref of [await buildSimple(), await buildCorner()]) {
       const target = 'dft-result-d26-leak:1'
       await removeImage(target)
-      // Read before counting: the helper's own docker export leaks on this daemon.
       const original = await exportFs(ref)
       const before = await storage(root)
       const r = await dflatten([ref, '-t', target, '-m', 'save', '--no-cache', '-v'], { env })
