@@ -1,6 +1,7 @@
 import { createReadStream, createWriteStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { once } from 'node:events'
+import type { TarHeader } from './tar/index.js'
 
 /**
  * The value every diff method produces and pack consumes: one entry of the new layer.
@@ -45,6 +46,36 @@ export interface LayerEntry {
   from?: { member: string; index: number }
   /** The content's sha256 (base64) where known: content read from another view is checked against it. */
   sha256?: string
+}
+
+/** What each tar type flag is as a layer entry; the decoder reads '7' (contiguous) as '0'. */
+const TAR_KINDS: Partial<Record<string, EntryKind>> = {
+  '0': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
+}
+
+/** A tar header as a layer entry at `path`; null for what a layer cannot hold (sockets, unknown types). */
+export function entryFromHeader(h: TarHeader, path: Buffer = h.name): LayerEntry | null {
+  const kind = TAR_KINDS[h.type]
+  if (!kind) return null
+  return {
+    path,
+    kind,
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    mtime: h.mtime,
+    size: kind === 'file' ? h.size : 0,
+    linkname: kind === 'symlink' || kind === 'hardlink' ? h.linkname : undefined,
+    devmajor: kind === 'char' || kind === 'block' ? h.devmajor : undefined,
+    devminor: kind === 'char' || kind === 'block' ? h.devminor : undefined,
+    xattrs: h.xattrs.length ? h.xattrs : undefined,
+  }
 }
 
 /*

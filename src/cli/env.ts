@@ -9,38 +9,38 @@ import { DflattenError } from '../errors.js'
 
 export type Env = Record<string, string | undefined>
 
-/** The variables, and what each sets; an empty one counts as unset. */
+/** The Settings a variable's text is taken as is for. */
+type TextSetting = 'workRoot' | 'docker' | 'rsync' | 'saveContent' | 'ctr' | 'containerdAddress' | 'containerdNamespace'
+
+/** The variables, the setting each gives and what it is for; an empty one counts as unset. */
 export const ENV_VARS = {
-  DFLATTEN_TMPDIR: 'where work dirs go (default $TMPDIR, else /tmp)',
-  DFLATTEN_DOCKER: 'the docker CLI to run (default docker on PATH)',
-  DFLATTEN_RSYNC: 'the rsync to run for overlay-copy (default rsync on PATH)',
-  DFLATTEN_SAVE_CONTENT: "'save': the save method reads content from a second docker save",
-  DFLATTEN_CTR: 'the containerd client for the snapshots method (default ctr on PATH)',
-  DFLATTEN_CONTAINERD_ADDRESS: "containerd's socket (default: what docker info says, else /run/containerd/containerd.sock)",
-  DFLATTEN_CONTAINERD_NAMESPACE: "containerd's namespace of the daemon's images (default: what docker info says, else moby)",
-} as const
+  DFLATTEN_TMPDIR: { setting: 'workRoot', help: 'where work dirs go (default $TMPDIR, else /tmp)' },
+  DFLATTEN_DOCKER: { setting: 'docker', help: 'the docker CLI to run (default docker on PATH)' },
+  DFLATTEN_RSYNC: { setting: 'rsync', help: 'the rsync to run for overlay-copy (default rsync on PATH)' },
+  DFLATTEN_SAVE_CONTENT: { setting: 'saveContent', help: "'save': the save method reads content from a second docker save" },
+  DFLATTEN_CTR: { setting: 'ctr', help: 'the containerd client for the snapshots method (default ctr on PATH)' },
+  DFLATTEN_CONTAINERD_ADDRESS: {
+    setting: 'containerdAddress',
+    help: "containerd's socket (default: what docker info says, else /run/containerd/containerd.sock)",
+  },
+  DFLATTEN_CONTAINERD_NAMESPACE: {
+    setting: 'containerdNamespace',
+    help: "containerd's namespace of the daemon's images (default: what docker info says, else moby)",
+  },
+} as const satisfies Record<string, { setting: TextSetting; help: string }>
 
 export function settingsFromEnv(env: Env = process.env): Settings {
-  const get = (name: keyof typeof ENV_VARS): string | undefined => env[name] || undefined
-  const settings: Settings = {}
-  const workRoot = get('DFLATTEN_TMPDIR')
-  if (workRoot) settings.workRoot = workRoot
-  const docker = get('DFLATTEN_DOCKER')
-  if (docker) settings.docker = docker
-  const rsync = get('DFLATTEN_RSYNC')
-  if (rsync) settings.rsync = rsync
-  const ctr = get('DFLATTEN_CTR')
-  if (ctr) settings.ctr = ctr
-  const containerdAddress = get('DFLATTEN_CONTAINERD_ADDRESS')
-  if (containerdAddress) settings.containerdAddress = containerdAddress
-  const containerdNamespace = get('DFLATTEN_CONTAINERD_NAMESPACE')
-  if (containerdNamespace) settings.containerdNamespace = containerdNamespace
-  const saveContent = get('DFLATTEN_SAVE_CONTENT')
-  if (saveContent === 'save' || saveContent === 'export') settings.saveContent = saveContent
-  else if (saveContent) {
+  const settings: Partial<Record<TextSetting, string>> = {}
+  for (const [name, { setting }] of Object.entries(ENV_VARS)) {
+    const value = env[name]
+    if (value) settings[setting] = value
+  }
+  const { saveContent } = settings
+  if (saveContent !== undefined && saveContent !== 'save' && saveContent !== 'export') {
     throw new DflattenError('usage', `DFLATTEN_SAVE_CONTENT=${saveContent} is not a content source; use save or export (the default)`)
   }
-  return settings
+  // Every value is text as Settings takes it, saveContent checked just above.
+  return settings as Settings
 }
 
 /** Where registry credentials come from: Docker's own config dir, found as the docker CLI finds it. */

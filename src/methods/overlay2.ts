@@ -8,7 +8,10 @@ import { DflattenError } from '../errors.js'
 import type { DaemonInfo, ImageInspect } from '../docker.js'
 import { chainIds, layerTarSize, readImageConfig } from '../docker-store.js'
 import { MEDIA_TYPES, type LayerDescriptor } from '../image-archive.js'
-import type { Availability, ImageParts, PlanFacts, Probe } from './method.js'
+import type { Diffed, Plan } from '../plan.js'
+import { readEntries } from '../entry.js'
+import { mountOverlay, workspaceDir, type Workspace } from '../workspace.js'
+import type { Availability, ImageParts, LayerSource, PlanFacts, Probe } from './method.js'
 
 /** What resolve reads for a kernel method. */
 export interface StoreState extends ImageParts {
@@ -73,4 +76,23 @@ export async function planFromStore({ info, source, base }: PlanFacts): Promise<
 /** The image parts of a kernel method's state. */
 export function storeParts(s: StoreState): ImageParts {
   return { config: s.config, baseHistory: s.baseHistory, baseDescriptors: s.baseDescriptors }
+}
+
+/**
+ * The read-only overlay of the whole image, as both overlay methods mount it first; with the
+ * base's layer dirs in the order overlayfs takes them, for the view each builds over the base.
+ */
+export async function mountSourceView(plan: Plan<StoreState>, ws: Workspace): Promise<{ sourceView: string; baseLowers: string[] }> {
+  const dirs = plan.method.state.layerDirs
+  // overlayfs lists lower dirs top first; the plan keeps them base first.
+  const baseLowers = dirs.slice(0, plan.base.layers.length).reverse()
+  const sourceView = await workspaceDir(ws, 'source')
+  await mountOverlay(ws, sourceView, [...dirs].reverse())
+  return { sourceView, baseLowers }
+}
+
+/** pack: the entries diff recorded, their content read from the host paths they name. */
+export function storeLayer(d: Diffed<StoreState>): LayerSource {
+  if (d.entries === null) throw new DflattenError('bad-input', `dflatten pack: the ${d.method.name} method's diffed document lacks its entries`)
+  return { entries: readEntries(d.entries) }
 }

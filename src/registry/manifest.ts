@@ -4,6 +4,7 @@
  * of the bytes as sent, so nothing here re-serialises one.
  */
 import { DflattenError } from '../errors.js'
+import { pickManifest } from '../platform.js'
 
 /** Media types of manifests, indexes, configs and layers. */
 export const MEDIA_TYPES = {
@@ -91,10 +92,11 @@ export function parseManifest(bytes: Buffer, mediaType: string, what: string): P
   return { kind: 'image', manifest: json as unknown as ImageManifest }
 }
 
-/** The index entry for a platform (`linux/amd64`, `linux/arm64/v8`), or undefined. */
+/**
+ * The index entry for a platform (`linux/amd64`, `linux/arm64/v8`), or undefined; matched as
+ * the daemon path matches --platform (platform.ts: architecture aliases, arm64's v8 the default).
+ */
 export function findPlatform(index: ImageIndex, platform: string): Descriptor | undefined {
-  const [os, architecture, variant] = platform.split('/') as [string, string?, string?]
-  return index.manifests.find(
-    (d) => d.platform?.os === os && d.platform.architecture === architecture && (variant === undefined || d.platform.variant === variant),
-  )
+  const [os, architecture = '', variant] = platform.split('/')
+  return pickManifest(index.manifests, { os, architecture, variant }) ?? undefined
 }

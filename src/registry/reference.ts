@@ -5,6 +5,7 @@
  * image lives on Docker Hub, where one-component names sit under `library/`.
  */
 import { DflattenError } from '../errors.js'
+import { splitRef } from '../refs.js'
 
 /** A parsed reference to an image (or an index) in a registry. */
 export interface RegistryRef {
@@ -24,10 +25,7 @@ export const DOCKER_HUB = 'docker.io'
 /** The host that serves Docker Hub's registry API. */
 export const DOCKER_HUB_API = 'registry-1.docker.io'
 
-const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/
-const TAG = /^\w[\w.-]{0,127}$/
 const DIGEST = /^sha256:[0-9a-f]{64}$/
-const HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/
 
 /** Whether a string names a registry image (`docker://...`) rather than a local daemon image. */
 export function isRegistryRef(s: string): boolean {
@@ -42,32 +40,12 @@ export function parseRegistryRef(input: string): RegistryRef {
   const bad = (why: string): never => {
     throw new DflattenError('usage', `not a valid registry reference: ${input} (${why})`)
   }
-  let rest = input.startsWith('docker://') ? input.slice('docker://'.length) : input
+  const rest = input.startsWith('docker://') ? input.slice('docker://'.length) : input
   if (rest.startsWith('//')) bad('use docker://HOST/REPO')
-  let digest: string | undefined
-  const at = rest.indexOf('@')
-  if (at !== -1) {
-    digest = rest.slice(at + 1)
-    rest = rest.slice(0, at)
-    if (!DIGEST.test(digest)) bad('a digest is sha256: and 64 lowercase hex digits')
-  }
-  const parts = rest.split('/')
-  let registry: string = DOCKER_HUB
-  if (parts.length > 1 && (/[.:]/.test(parts[0]) || parts[0] === 'localhost' || parts[0].startsWith('['))) {
-    registry = parts[0]
-    parts.shift()
-    if (!HOST.test(registry)) bad(`bad registry host ${JSON.stringify(registry)}`)
-  }
-  let tag: string | undefined
-  const last = parts[parts.length - 1]
-  const colon = last.lastIndexOf(':')
-  if (colon !== -1) {
-    tag = last.slice(colon + 1)
-    parts[parts.length - 1] = last.slice(0, colon)
-    if (!TAG.test(tag)) bad(`bad tag ${JSON.stringify(tag)}`)
-  }
-  if (parts.length === 0 || parts.some((p) => p === '')) bad('empty repository name')
-  for (const p of parts) if (!COMPONENT.test(p)) bad(`bad name component ${JSON.stringify(p)} (lowercase letters, digits, . _ -)`)
+  const split = splitRef(rest, { pattern: DIGEST, says: 'a digest is sha256: and 64 lowercase hex digits' })
+  if ('bad' in split) return bad(split.bad)
+  const { tag, digest, path: parts } = split
+  let registry = split.domain ?? DOCKER_HUB
   if (registry === 'index.docker.io' || registry === DOCKER_HUB_API) registry = DOCKER_HUB
   if (registry === DOCKER_HUB && parts.length === 1) parts.unshift('library')
   const repository = parts.join('/')

@@ -4,7 +4,8 @@
  */
 import { DflattenError } from '../errors.js'
 import type { LayerDescriptor } from '../image-archive.js'
-import { findPlatform, parseManifest, sha256, type Descriptor, type ImageIndex, type ImageManifest, type Platform } from '../registry/index.js'
+import { findPlatform, parseManifest, sha256, type Descriptor, type ImageIndex, type ImageManifest } from '../registry/index.js'
+import { formatPlatform } from '../platform.js'
 import type { ImageStore } from './blob-source.js'
 
 export interface StoredImage {
@@ -33,17 +34,13 @@ export function isAttestation(d: Descriptor): boolean {
   return d.annotations?.[ATTESTATION] === 'attestation-manifest' || (d.platform?.os === 'unknown' && d.platform.architecture === 'unknown')
 }
 
-export function platformName(p: Pick<Platform, 'os' | 'architecture' | 'variant'>): string {
-  return [p.os, p.architecture, p.variant].filter(Boolean).join('/')
-}
-
 /** The platforms of an index that are images, those named in `wanted` if given (each must be there). */
 export function imagePlatforms(index: ImageIndex, label: string, wanted?: string[]): Descriptor[] {
   const images = index.manifests.filter((d) => !isAttestation(d) && d.platform)
   if (!wanted?.length) return images
   return wanted.map((w) => {
     const d = findPlatform({ ...index, manifests: images }, w)
-    if (!d) throw new DflattenError('image-not-found', `${label} has no ${w} image (it has ${images.map((i) => platformName(i.platform ?? UNKNOWN)).join(', ')})`)
+    if (!d) throw new DflattenError('image-not-found', `${label} has no ${w} image (it has ${images.map((i) => formatPlatform(i.platform ?? UNKNOWN)).join(', ')})`)
     return d
   })
 }
@@ -58,7 +55,7 @@ export async function readImage(store: ImageStore, opts: { digest?: string; plat
   if (parsed.kind === 'index') {
     const images = imagePlatforms(parsed.index, store.label, opts.platform ? [opts.platform] : undefined)
     if (images.length !== 1) {
-      throw new DflattenError('usage', `${store.label} is a multi-platform index (${images.map((d) => platformName(d.platform ?? UNKNOWN)).join(', ')}); name one with --platform`)
+      throw new DflattenError('usage', `${store.label} is a multi-platform index (${images.map((d) => formatPlatform(d.platform ?? UNKNOWN)).join(', ')}); name one with --platform`)
     }
     fetched = await store.manifest(images[0].digest, opts.signal)
     parsed = parseManifest(fetched.bytes, fetched.mediaType, store.label)
@@ -84,6 +81,6 @@ export async function readImage(store: ImageStore, opts: { digest?: string; plat
     manifest: { digest: fetched.digest, mediaType: fetched.mediaType || manifest.mediaType || '', bytes: fetched.bytes, json: manifest },
     config: { digest: manifest.config.digest, bytes: configBytes, json: config },
     layers: manifest.layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: diffIds[i] })),
-    platform: platformName({ os: config.os, architecture: config.architecture ?? '', variant: config.variant }),
+    platform: formatPlatform({ os: config.os, architecture: config.architecture ?? '', variant: config.variant }),
   }
 }

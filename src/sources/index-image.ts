@@ -8,7 +8,8 @@ import { DflattenError } from '../errors.js'
 import { stableJson } from '../image-archive.js'
 import { isDockerType, MEDIA_TYPES, parseManifest, sha256, type Descriptor, type ImageIndex, type Platform } from '../registry/index.js'
 import { openStore } from './open.js'
-import { imagePlatforms, platformName } from './image.js'
+import { formatPlatform } from '../platform.js'
+import { imagePlatforms } from './image.js'
 import { parseSourceRef, withDigest } from './reference.js'
 import type { SourceOptions } from './resolve.js'
 
@@ -72,7 +73,7 @@ export async function flattenIndex(opts: SourceOptions & { platforms?: string[] 
   for (const d of found.platforms) {
     opts.signal?.throwIfAborted()
     const platform = d.platform as Platform
-    const manifest = await run.flattenOne({ ...opts, image: withDigest(source, d.digest), platform: platformName(platform) })
+    const manifest = await run.flattenOne({ ...opts, image: withDigest(source, d.digest), platform: formatPlatform(platform) })
     images.push({ platform, manifest })
   }
   const { bytes, mediaType } = indexOf(images)

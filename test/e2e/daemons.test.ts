@@ -5,38 +5,28 @@
 // image: `docker save` of it works. Set DFLATTEN_SKIP_DOCKER26=1 to leave these out.
 import t from 'tap'
 import { execa } from 'execa'
-import { fileURLToPath } from 'node:url'
 import { buildCorner, buildSimple } from '../helpers/images.js'
 import { inspect, removeImage } from '../helpers/docker.js'
 import { compareFs, configOf, exportFs } from '../helpers/export.js'
 import { dflatten, leftovers } from '../helpers/cli.js'
 import { must } from '../helpers/must.js'
+import { DOCKER26_LEFT_OUT, startDocker26, useDaemon } from '../helpers/docker26.js'
 
-const SCRIPT = fileURLToPath(new URL('../../scripts/docker26.sh', import.meta.url))
-
-if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
-  t.comment('DFLATTEN_SKIP_DOCKER26=1: Docker 26 daemons left out')
+const d26 = await startDocker26()
+if (!d26) {
+  t.comment(DOCKER26_LEFT_OUT)
 } else {
-  const start = await execa('bash', [SCRIPT, 'start'], { reject: false })
-  t.equal(start.exitCode, 0, `docker26.sh start: ${start.stderr.split('\n').slice(-3).join(' ')}`)
-  const hosts = Object.fromEntries(
-    [...start.stdout.matchAll(/export (\w+)=(\S+)/g)].map((m) => [m[1], m[2]]),
-  ) as Record<string, string>
+  t.ok(d26.started, d26.said)
 
   const daemons: Array<[string, string | undefined, string[], string[]]> = [
     // name, DOCKER_HOST, methods that must work, methods that must refuse
-    ['Docker 26, classic store', hosts.DFLATTEN_D26_CLASSIC_HOST, ['auto', 'overlay', 'overlay-copy', 'save'], []],
-    ['Docker 26, containerd image store', hosts.DFLATTEN_D26_CTRD_HOST, ['auto', 'save'], ['overlay']],
+    ['Docker 26, classic store', d26.classic, ['auto', 'overlay', 'overlay-copy', 'save'], []],
+    ['Docker 26, containerd image store', d26.containerd, ['auto', 'save'], ['overlay']],
   ]
 
   for (const [name, host, works, refuses] of daemons) {
     t.test(name, { skip: host ? false : 'the daemon did not start' }, async (t) => {
-      const saved = process.env.DOCKER_HOST
-      process.env.DOCKER_HOST = host // the image builders and docker helpers follow it
-      t.teardown(() => {
-        if (saved === undefined) delete process.env.DOCKER_HOST
-        else process.env.DOCKER_HOST = saved
-      })
+      useDaemon(t, host)
       const env = { DOCKER_HOST: must(host, 'the daemon address') }
       const images = [await buildSimple(), await buildCorner()]
       for (const ref of images) {
@@ -48,9 +38,9 @@ if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
           t.equal(r.exitCode, 0, `${ref} with ${method}: ${r.stderr.split('\n').slice(r.exitCode ? -25 : -2).join(' ')}`)
           if (r.exitCode !== 0) continue
           // Docker 26's classic-store export leaks (moby #48516; test/docker26-leak.test.ts).
-          if (method === 'save' && host === hosts.DFLATTEN_D26_CLASSIC_HOST) t.match(r.stderr, /content from a second docker save: .*moby #48516/, 'save reads content through a second save')
+          if (method === 'save' && host === d26.classic) t.match(r.stderr, /content from a second docker save: .*moby #48516/, 'save reads content through a second save')
           else if (method === 'save') t.match(r.stderr, /content from docker export/, 'save reads content through docker export')
-          if (method === 'auto') t.match(r.stderr, host === hosts.DFLATTEN_D26_CTRD_HOST ? /method save:/ : /method overlay:/, 'auto picks what works')
+          if (method === 'auto') t.match(r.stderr, host === d26.containerd ? /method save:/ : /method overlay:/, 'auto picks what works')
           t.same(compareFs(original, await exportFs(target), { labels: [ref, target] }), [], `${ref} with ${method}: same filesystem`)
           t.same(await configOf(target), await configOf(ref), `${ref} with ${method}: same config`)
           const [src, res] = await Promise.all([inspect(ref), inspect(target)])

@@ -2,30 +2,18 @@
 // container's layer mounted and its dirs under overlay2/ until the daemon restarts. The save
 // method must leave that daemon's mounts and dirs as it found them (it takes its content from a
 // second save there, and -v says why), and still give the same filesystem; on Docker 20.10 and
-// on the containerd store it keeps using the export. Earlier runs of other tests may have leaked
-// already (the test helpers' own exportFs does), so counts are compared before and after, never
-// against a number. Set DFLATTEN_SKIP_DOCKER26=1 to leave these out.
-import t, { type Test } from 'tap'
+// on the containerd store it keeps using the export. Earlier runs may have leaked already (the
+// test helpers' exportFs reads through docker cp on this daemon for that reason), so counts are
+// compared before and after, never against a number. Set DFLATTEN_SKIP_DOCKER26=1 to leave these out.
+import t from 'tap'
 import { execa } from 'execa'
 import { readFile, readdir } from 'node:fs/promises'
-import { fileURLToPath } from 'node:url'
 import { buildCorner, buildSimple } from '../helpers/images.js'
 import { removeImage } from '../helpers/docker.js'
 import { compareFs, exportFs } from '../helpers/export.js'
 import { dflatten, leftovers } from '../helpers/cli.js'
-
-const SCRIPT = fileURLToPath(new URL('../../scripts/docker26.sh', import.meta.url))
-
-/** Point the image builders and docker helpers at `host` for this test (undefined: the default daemon). */
-function useDaemon(t: Test, host: string | undefined): void {
-  const saved = process.env.DOCKER_HOST
-  if (host === undefined) delete process.env.DOCKER_HOST
-  else process.env.DOCKER_HOST = host
-  t.teardown(() => {
-    if (saved === undefined) delete process.env.DOCKER_HOST
-    else process.env.DOCKER_HOST = saved
-  })
-}
+import { must } from '../helpers/must.js'
+import { DOCKER26_LEFT_OUT, startDocker26, useDaemon } from '../helpers/docker26.js'
 
 /** What a leaking export leaves behind: overlay mounts under the data root, and layer dirs and their short links. */
 async function storage(root: string): Promise<{ mounts: number; dirs: number; links: number }> {
@@ -39,24 +27,20 @@ async function storage(root: string): Promise<{ mounts: number; dirs: number; li
   return { mounts, dirs, links }
 }
 
-if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
-  t.comment('DFLATTEN_SKIP_DOCKER26=1: Docker 26 daemons left out')
+const d26 = await startDocker26()
+if (!d26) {
+  t.comment(DOCKER26_LEFT_OUT)
 } else {
-  const start = await execa('bash', [SCRIPT, 'start'], { reject: false })
-  t.equal(start.exitCode, 0, `docker26.sh start: ${start.stderr.split('\n').slice(-3).join(' ')}`)
-  const hosts = Object.fromEntries(
-    [...start.stdout.matchAll(/export (\w+)=(\S+)/g)].map((m) => [m[1], m[2]]),
-  ) as Record<string, string>
-  const classic = hosts.DFLATTEN_D26_CLASSIC_HOST
+  t.ok(d26.started, d26.said)
+  const classic = d26.classic
 
   t.test('Docker 26, classic store: the save method leaves mounts and layer dirs as it found them', { skip: classic ? false : 'the daemon did not start' }, async (t) => {
     useDaemon(t, classic)
-    const env = { DOCKER_HOST: classic }
+    const env = { DOCKER_HOST: must(classic, 'the daemon address') }
     const root = (await execa('docker', ['info', '--format', '{{.DockerRootDir}}'], { env })).stdout.trim()
     for (const ref of [await buildSimple(), await buildCorner()]) {
       const target = 'dft-result-d26-leak:1'
       await removeImage(target)
-      // Read before counting: the helper's own docker export leaks on this daemon.
       const original = await exportFs(ref)
       const before = await storage(root)
       const r = await dflatten([ref, '-t', target, '-m', 'save', '--no-cache', '-v'], { env })
@@ -75,7 +59,7 @@ if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
   })
 
   const others: Array<[string, string | undefined, boolean]> = [
-    ['Docker 26, containerd image store', hosts.DFLATTEN_D26_CTRD_HOST, true],
+    ['Docker 26, containerd image store', d26.containerd, true],
     ['Docker 20.10 (the default daemon)', undefined, false],
   ]
   for (const [name, host, needsHost] of others) {

@@ -12,7 +12,7 @@ import { buildBase, buildCorner, buildHidden, buildManyLayers, buildSimple } fro
 import { compareFs, configOf, exportFs } from '../helpers/export.js'
 import { inspect, removeImage, imageExists } from '../helpers/docker.js'
 import { dflatten } from '../helpers/cli.js'
-import { makePki, startRegistry, tempDir, type TestRegistry } from '../helpers/registry.js'
+import { makePki, useRegistry, useTempDir } from '../helpers/registry.js'
 
 const base = await buildBase()
 const images = { simple: await buildSimple(), corner: await buildCorner(), hidden: await buildHidden(), many: await buildManyLayers() }
@@ -20,17 +20,8 @@ const images = { simple: await buildSimple(), corner: await buildCorner(), hidde
 // skopeo's docker-daemon: transport reads DOCKER_HOST; empty is the default socket.
 const skopeo = (args: string[]) => execa('skopeo', ['--insecure-policy', ...args], { reject: false, env: { DOCKER_HOST: '' } })
 
-let reg: TestRegistry
-let work: string
-t.before(async () => {
-  reg = await startRegistry()
-  const tmp = await tempDir('dft-regsrc-e2e-')
-  work = tmp.dir
-  t.teardown(async () => {
-    await reg.stop()
-    await tmp.remove()
-  })
-})
+const reg = await useRegistry(t)
+const work = await useTempDir(t, 'dft-regsrc-e2e-')
 
 async function push(image: string, to: string, extra: string[] = []): Promise<void> {
   const r = await skopeo(['copy', '--dest-tls-verify=false', ...extra, `docker-daemon:${image}`, to])
@@ -120,19 +111,17 @@ t.test('the CLI: a refusing, missing or absent registry is one line', async (t) 
   t.equal(usage.exitCode, 2, 'no base named: a usage error')
   t.match(usage.stderr, /names no base/)
 
-  const tmp = await tempDir('dft-regsrc-pki-')
-  t.teardown(tmp.remove)
-  const pki = await makePki(tmp.dir)
-  const secure = await startRegistry({ tls: pki, users: { alice: 'secret' } })
-  t.teardown(() => secure.stop())
-  const certs = join(tmp.dir, 'certs.d')
+  const tmp = await useTempDir(t, 'dft-regsrc-pki-')
+  const pki = await makePki(tmp)
+  const secure = await useRegistry(t, { tls: pki, users: { alice: 'secret' } })
+  const certs = join(tmp, 'certs.d')
   await mkdir(certs)
   await copyFile(pki.caCrt, join(certs, 'ca.crt'))
-  const config = join(tmp.dir, 'docker-config')
+  const config = join(tmp, 'docker-config')
   await mkdir(config)
   await writeFile(join(config, 'config.json'), JSON.stringify({ auths: { [secure.host]: { auth: Buffer.from('alice:wrong').toString('base64') } } }))
   // resolve has no --cert-dir: the main command does; a wrong password fails before any pack.
-  const r = await dflatten([`docker://${secure.host}/app:1`, '--base', 'scratch', '--cert-dir', certs, '-t', `oci:${tmp.dir}/out:x`], { env: { DOCKER_CONFIG: config } })
+  const r = await dflatten([`docker://${secure.host}/app:1`, '--base', 'scratch', '--cert-dir', certs, '-t', `oci:${tmp}/out:x`], { env: { DOCKER_CONFIG: config } })
   t.equal(r.exitCode, 1, 'wrong credentials: exit 1')
   t.match(r.stderr, /refused the credentials/, 'wrong credentials: said so')
   t.equal(r.stderr.trim().split('\n').length, 1, 'wrong credentials: one line')

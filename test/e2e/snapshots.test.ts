@@ -9,23 +9,21 @@ import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { BASE, buildCorner, buildSimple } from '../helpers/images.js'
 import { inspect, removeImage } from '../helpers/docker.js'
 import { compareFs, exportFs, readTar, type FsMap } from '../helpers/export.js'
 import { BIN, WORK_DIR, dflatten, waitFor } from '../helpers/cli.js'
+import { DOCKER26_LEFT_OUT, startDocker26 } from '../helpers/docker26.js'
 
-const SCRIPT = fileURLToPath(new URL('../../scripts/docker26.sh', import.meta.url))
 const CTR = '/opt/dflatten-docker26/root/usr/bin/ctr'
 const ADDRESS = '/run/dflatten-d26-ctrd/containerd/containerd.sock'
 
-if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
-  t.comment('DFLATTEN_SKIP_DOCKER26=1: Docker 26 daemons left out')
+const d26 = await startDocker26()
+if (!d26) {
+  t.comment(DOCKER26_LEFT_OUT)
 } else {
-  const start = await execa('bash', [SCRIPT, 'start'], { reject: false })
-  const host = /export DFLATTEN_D26_CTRD_HOST=(\S+)/.exec(start.stdout)?.[1]
-  t.ok(host, `docker26.sh start: ${start.stderr.split('\n').slice(-3).join(' ')}`)
-  if (host) await run(host)
+  t.ok(d26.containerd, d26.said)
+  if (d26.containerd) await run(d26.containerd)
 }
 
 async function run(host: string): Promise<void> {

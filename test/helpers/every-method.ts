@@ -3,13 +3,10 @@
 // the tests of cases found from outside (repeated layers, hardlinks), which run on the system's
 // Docker 20.10 and on Docker 26 with the containerd image store.
 import type { Test } from 'tap'
-import { execa } from 'execa'
-import { fileURLToPath } from 'node:url'
 import { inspect, removeImage } from './docker.js'
 import { compareFs, configOf, exportFs, type FsMap } from './export.js'
 import { chain, dflatten } from './cli.js'
-
-const SCRIPT = fileURLToPath(new URL('../../scripts/docker26.sh', import.meta.url))
+import { startDocker26 } from './docker26.js'
 
 export interface Daemon {
   name: string
@@ -27,11 +24,10 @@ export interface Daemon {
  */
 export async function daemons(): Promise<Daemon[]> {
   const out: Daemon[] = [{ name: 'Docker 20.10', methods: ['overlay', 'overlay-copy', 'save', 'chain'] }]
-  if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') return out
-  const start = await execa('bash', [SCRIPT, 'start'], { reject: false })
-  const host = /export DFLATTEN_D26_CTRD_HOST=(\S+)/.exec(start.stdout)?.[1]
-  const skip = start.exitCode === 0 && host ? undefined : `docker26.sh start: ${start.stderr.split('\n').slice(-3).join(' ')}`
-  out.push({ name: 'Docker 26, containerd image store', host, methods: ['save', 'auto', 'chain'], skip })
+  const d26 = await startDocker26()
+  if (!d26) return out
+  const host = d26.containerd
+  out.push({ name: 'Docker 26, containerd image store', host, methods: ['save', 'auto', 'chain'], skip: d26.started && host ? undefined : d26.said })
   return out
 }
 

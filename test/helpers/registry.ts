@@ -2,6 +2,7 @@
 // 127.0.0.1 with a free port and a temp root, plain HTTP, TLS + htpasswd, or token auth with a
 // tiny token server here that signs RS256 JWTs with an x5c chain. Also a TCP proxy that cuts
 // connections after N bytes. Everything is stopped and removed by `stop()`.
+import type { Test } from 'tap'
 import { execa, type ResultPromise } from 'execa'
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http'
 import { createServer as createTcpServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net'
@@ -293,4 +294,31 @@ export async function startCuttingProxy(target: number, cutAfter = 0): Promise<C
 export async function tempDir(prefix: string): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) }
+}
+
+/** A temp dir for the test `t` (a file's root test: all of them), removed when it ends. */
+export async function useTempDir(t: Test, prefix: string): Promise<string> {
+  const tmp = await tempDir(prefix)
+  t.teardown(tmp.remove)
+  return tmp.dir
+}
+
+/** A registry for the test `t` (a file's root test: all of them), stopped when it ends. */
+export async function useRegistry(t: Test, options: RegistryOptions = {}): Promise<TestRegistry> {
+  const reg = await startRegistry(options)
+  t.teardown(() => reg.stop())
+  return reg
+}
+
+/** The promise fails with a DflattenError of `code` whose message is one line matching `re`. */
+export async function failsWith(t: Test, p: Promise<unknown>, code: string, re: RegExp): Promise<void> {
+  try {
+    await p
+    t.fail(`expected a ${code} error`)
+  } catch (e) {
+    const err = e as { code?: string; message: string }
+    t.equal(err.code, code, err.message)
+    t.notMatch(err.message, /\n/, 'one line')
+    t.match(err.message, re)
+  }
 }

@@ -78,6 +78,8 @@ t.test('the nearest tagged ancestor: the longest layer prefix', async (t) => {
   t.equal(nearestTaggedAncestor(source, [img('x', ['os:1'], [])]), null, 'an image with no layers is never a base')
   t.equal(nearestTaggedAncestor(source, [img('x', ['os:1'], undefined)]), null, 'nor one whose inspect lists none')
   t.equal(nearestTaggedAncestor(source, []), null)
+  t.equal(nearestTaggedAncestor(source, [source]), null, 'the image is not its own ancestor')
+  t.equal(nearestTaggedAncestor(source, [img('w', ['twin:1'], ['a', 'b', 'c'])])?.Id, 'w', 'same layers, other metadata: nothing above the base')
 })
 
 t.test('the nearest tagged ancestor: ties go to the first name, whatever the order given', async (t) => {

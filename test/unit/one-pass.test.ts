@@ -5,38 +5,9 @@
 import t from 'tap'
 import { onePassMerge, type LayerTars } from '../../src/methods/registry/one-pass.js'
 import { layerStream } from '../../src/layer-tar.js'
-import { encodeTarHeader, END_OF_ARCHIVE, padding, readTar } from '../../src/tar/index.js'
 import type { LayerEntry } from '../../src/entry.js'
+import { modelTar, tarModel } from '../helpers/oci.js'
 import { apply, randomLayer, rng, show, type Fs, type ModelEntry, type RawLayer } from '../helpers/model.js'
-
-const TYPE: Record<string, string> = { dir: '5', file: '0', symlink: '2', link: '1' }
-
-/** A model layer as tar bytes. */
-function tarOf(layer: ModelEntry[]): Buffer {
-  const parts: Buffer[] = []
-  for (const e of layer) {
-    const data = e.type === 'file' ? Buffer.from(e.content ?? '') : Buffer.alloc(0)
-    parts.push(
-      encodeTarHeader({
-        name: Buffer.from(e.type === 'dir' ? `${e.name}/` : e.name),
-        type: TYPE[e.type],
-        mode: e.type === 'dir' ? 0o755 : 0o644,
-        uid: 0,
-        gid: 0,
-        size: data.length,
-        mtime: 0,
-        linkname: Buffer.from(e.type === 'symlink' ? (e.content ?? '') : (e.link ?? '')),
-        devmajor: 0,
-        devminor: 0,
-        xattrs: [],
-      }),
-      data,
-      Buffer.alloc(padding(data.length)),
-    )
-  }
-  parts.push(Buffer.alloc(END_OF_ARCHIVE))
-  return Buffer.concat(parts)
-}
 
 async function* chunks(b: Buffer): AsyncGenerator<Buffer> {
   for (let i = 0; i < b.length; i += 333) yield b.subarray(i, i + 333)
@@ -44,8 +15,8 @@ async function* chunks(b: Buffer): AsyncGenerator<Buffer> {
 
 /** Layers bottom first, as applied; the merge reads them top first. Returns the model entries of the merged layer and how often each layer was opened. */
 async function merged(layers: ModelEntry[][], baseLayers: ModelEntry[][] = []): Promise<{ entries: ModelEntry[]; opens: number[] }> {
-  const tars = layers.map(tarOf).reverse()
-  const baseTars = baseLayers.map(tarOf).reverse()
+  const tars = layers.map(modelTar).reverse()
+  const baseTars = baseLayers.map(modelTar).reverse()
   const opens = tars.map(() => 0)
   const source: LayerTars = {
     count: tars.length,
@@ -58,15 +29,7 @@ async function merged(layers: ModelEntry[][], baseLayers: ModelEntry[][] = []): 
   const m = onePassMerge(source)
   const bytes: Buffer[] = []
   for await (const c of layerStream(m.entries, m.content)) bytes.push(c as Buffer)
-  const out: ModelEntry[] = []
-  for await (const e of readTar(chunks(Buffer.concat(bytes)))) {
-    const c: Buffer[] = []
-    for await (const b of e.body()) c.push(b)
-    const name = e.name.toString().replace(/\/$/, '')
-    const type = { '0': 'file', '1': 'link', '2': 'symlink', '5': 'dir' }[e.type] ?? e.type
-    out.push({ name, type, content: type === 'file' ? Buffer.concat(c).toString() : type === 'symlink' ? e.linkname.toString() : undefined, link: type === 'link' ? e.linkname.toString() : undefined })
-  }
-  return { entries: out, opens }
+  return { entries: await tarModel(Buffer.concat(bytes)), opens }
 }
 
 /** Also links to files of earlier layers (randomLayer only links within a layer). */
@@ -183,7 +146,7 @@ t.test('the same layers give the same entries every time', async (t) => {
 })
 
 t.test('content is handed on as read; an entry without its content at hand is a bug, said so', async (t) => {
-  const m = onePassMerge({ count: 1, open: async () => chunks(tarOf([file('a', 'hello')])) })
+  const m = onePassMerge({ count: 1, open: async () => chunks(modelTar([file('a', 'hello')])) })
   const got: LayerEntry[] = []
   for await (const e of m.entries) got.push(e)
   t.equal(got.length, 1)

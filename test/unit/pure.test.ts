@@ -1,13 +1,10 @@
-// Pure pieces: names, base choice, stage documents, getfattr parsing, stable JSON.
+// Pure pieces: names, stage documents, getfattr parsing, stable JSON (chain ids, docker load's
+// output and the base choice: docker-parse.test.ts).
 import t from 'tap'
 import { defaultTarget, normaliseTarget, parseRef, sameName } from '../../src/refs.js'
-import { nearestTaggedAncestor } from '../../src/stages/resolve.js'
 import { expectDoc, DOC_VERSION } from '../../src/plan.js'
 import { parseGetfattr } from '../../src/xattrs.js'
 import { stableJson, fullyQualified } from '../../src/image-archive.js'
-import { parseLoadOutput } from '../../src/docker.js'
-import { chainIds } from '../../src/docker-store.js'
-import type { ImageInspect } from '../../src/docker.js'
 
 t.test('the default result name', async (t) => {
   t.equal(defaultTarget('app:1.0', []), 'app_flatten:1.0')
@@ -29,33 +26,6 @@ t.test('references', async (t) => {
   t.equal(fullyQualified('app:1'), 'docker.io/library/app:1')
   t.equal(fullyQualified('me/app:1'), 'docker.io/me/app:1')
   t.equal(fullyQualified('host:5000/app:1'), 'host:5000/app:1')
-})
-
-function img(id: string, tags: string[], layers: string[]): ImageInspect {
-  return {
-    Id: id,
-    RepoTags: tags,
-    RepoDigests: [],
-    Created: '',
-    Size: 0,
-    Os: 'linux',
-    Architecture: 'amd64',
-    Config: null,
-    GraphDriver: { Name: 'overlay2', Data: null },
-    RootFS: { Type: 'layers', Layers: layers },
-  }
-}
-
-t.test('the nearest tagged ancestor', async (t) => {
-  const source = img('s', ['app:1'], ['a', 'b', 'c', 'd'])
-  const tagged = [img('x', ['os:1'], ['a']), img('y', ['runtime:1'], ['a', 'b']), img('z', ['other:1'], ['a', 'q']), source]
-  t.equal(nearestTaggedAncestor(source, tagged)?.Id, 'y', 'the longest prefix wins')
-  t.equal(nearestTaggedAncestor(source, [source]), null, 'the image is not its own ancestor')
-  const twin = img('w', ['twin:1'], ['a', 'b', 'c', 'd'])
-  t.equal(nearestTaggedAncestor(source, [...tagged, twin])?.Id, 'w', 'same layers, other metadata: nothing above the base')
-  t.equal(nearestTaggedAncestor(img('s', [], ['q']), tagged), null, 'no shared layers, no ancestor')
-  const tie = [img('m', ['b-name:1'], ['a', 'b']), img('n', ['a-name:1'], ['a', 'b'])]
-  t.equal(nearestTaggedAncestor(source, tie)?.Id, 'n', 'ties break on the name, so the choice is stable')
 })
 
 t.test('stage documents say which stage they wanted', async (t) => {
@@ -80,14 +50,6 @@ t.test('getfattr output, escapes and all', async (t) => {
   t.equal(map.size, 2, 'the root itself is not an entry')
 })
 
-t.test('stable JSON and chain ids', async (t) => {
+t.test('stable JSON', async (t) => {
   t.equal(stableJson({ b: 1, a: { d: [{ z: 1, y: 2 }], c: null } }), '{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}')
-  const [c0, c1] = chainIds(['sha256:aa', 'sha256:bb'])
-  t.equal(c0, 'sha256:aa')
-  t.match(c1, /^sha256:[0-9a-f]{64}$/)
-})
-
-t.test('docker load output', async (t) => {
-  t.same(parseLoadOutput('Loaded image: app_flatten:1\n'), { tags: ['app_flatten:1'], ids: [] })
-  t.same(parseLoadOutput('Loaded image ID: sha256:' + 'c'.repeat(64)), { tags: [], ids: ['sha256:' + 'c'.repeat(64)] })
 })

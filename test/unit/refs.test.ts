@@ -16,6 +16,8 @@ t.test('a domain with a port is not mistaken for a tag', async (t) => {
   t.same(parseRef('localhost:5000/app'), { repo: 'localhost:5000/app', tag: undefined, digest: undefined })
   t.same(parseRef('registry.example.com:443/a/b/c:7'), { repo: 'registry.example.com:443/a/b/c', tag: '7', digest: undefined })
   t.same(parseRef('localhost/app:1'), { repo: 'localhost/app', tag: '1', digest: undefined }, 'localhost is a domain')
+  t.same(parseRef('[::1]:5000/app'), { repo: '[::1]:5000/app', tag: undefined, digest: undefined }, 'an IPv6 host, as registry references take it')
+  t.equal(parseRef('-x.example.com/app'), null, 'a host label does not start with a dash')
 })
 
 t.test('what Docker refuses as a reference is refused', async (t) => {

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { chmod, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { allowsPlainHttp, formatRef, loadCredentials, parseChallenges, parseRegistryRef, withReference } from '../../src/registry/index.js'
+import { allowsPlainHttp, findPlatform, formatRef, loadCredentials, parseChallenges, parseRegistryRef, withReference } from '../../src/registry/index.js'
 import { tempDir } from '../helpers/registry.js'
 
 const D = 'sha256:' + 'a'.repeat(64)
@@ -21,6 +21,15 @@ t.test('references', async (t) => {
   for (const bad of ['docker://', 'docker://h:1/', 'docker://h:1/App', 'app:bad tag', 'app@sha256:12', 'docker:///app', 'a//b', 'docker://h:1/app:']) {
     t.throws(() => parseRegistryRef(bad), { code: 'usage', message: new RegExp(`: ${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(`) }, bad)
   }
+})
+
+t.test("an index's platform is matched as --platform is on a daemon", async (t) => {
+  const entry = (digest: string, platform: { os: string; architecture: string; variant?: string }) => ({ mediaType: 'm', digest, size: 1, platform })
+  const index = { schemaVersion: 2 as const, manifests: [entry('amd', { os: 'linux', architecture: 'amd64' }), entry('arm', { os: 'linux', architecture: 'arm64' })] }
+  t.equal(findPlatform(index, 'linux/arm64/v8')?.digest, 'arm', "arm64's variant v8 is the one meant when none is listed")
+  t.equal(findPlatform(index, 'linux/x86_64')?.digest, 'amd', 'an architecture alias')
+  t.equal(findPlatform(index, 'linux/s390x'), undefined)
+  t.equal(findPlatform(index, 'linux'), undefined, 'no architecture, no match')
 })
 
 t.test('WWW-Authenticate challenges', async (t) => {

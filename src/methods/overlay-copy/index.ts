@@ -5,10 +5,9 @@
  */
 import { join } from 'node:path'
 import { mountOverlay, workspaceDir } from '../../workspace.js'
-import { readEntries } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
 import type { Method } from '../method.js'
-import { overlay2Available, planFromStore, storeParts, type StoreState } from '../overlay2.js'
+import { mountSourceView, overlay2Available, planFromStore, storeLayer, storeParts, type StoreState } from '../overlay2.js'
 import { copyDifference, upperDirEntries, type CopyViews } from './copy.js'
 
 export interface OverlayCopyState extends StoreState {
@@ -24,11 +23,7 @@ export const overlayCopy: Method<OverlayCopyState> = {
   cacheKey: () => 'overlay-copy',
   plan: (facts) => planFromStore(facts),
   async prepare(plan, ws) {
-    const dirs = plan.method.state.layerDirs
-    // overlayfs lists lower dirs top first; the plan keeps them base first.
-    const base = dirs.slice(0, plan.base.layers.length).reverse()
-    const sourceView = await workspaceDir(ws, 'source')
-    await mountOverlay(ws, sourceView, [...dirs].reverse())
+    const { sourceView, baseLowers: base } = await mountSourceView(plan, ws)
     const [stack, upper, work] = [join(ws.dir, 'stack'), join(ws.dir, 'upper'), join(ws.dir, 'work')]
     for (const d of ['stack', 'upper', 'work']) await workspaceDir(ws, d)
     await mountOverlay(ws, stack, base, { upper, work })
@@ -40,8 +35,5 @@ export const overlayCopy: Method<OverlayCopyState> = {
     await copyDifference(views, layerDirs.slice(m.base.layers.length), ctx.signal, ctx.settings.rsync)
     return { entries: upperDirEntries(views.upper), image: storeParts(m.method.state), state: m.method.state }
   },
-  layer: (d) => {
-    if (d.entries === null) throw new DflattenError('bad-input', `dflatten pack: the ${d.method.name} method's diffed document lacks its entries`)
-    return { entries: readEntries(d.entries) }
-  },
+  layer: storeLayer,
 }

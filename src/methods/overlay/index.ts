@@ -4,10 +4,9 @@
  * above the base touch; pack reads content once, from the image's view.
  */
 import { mountOverlay, workspaceDir } from '../../workspace.js'
-import { readEntries } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
 import type { Method } from '../method.js'
-import { overlay2Available, planFromStore, storeParts, type StoreState } from '../overlay2.js'
+import { mountSourceView, overlay2Available, planFromStore, storeLayer, storeParts, type StoreState } from '../overlay2.js'
 import { directEntries, type DirectViews } from './entries.js'
 
 export interface OverlayState extends StoreState {
@@ -23,11 +22,7 @@ export const overlay: Method<OverlayState> = {
   cacheKey: () => 'overlay',
   plan: (facts) => planFromStore(facts),
   async prepare(plan, ws) {
-    const dirs = plan.method.state.layerDirs
-    // overlayfs lists lower dirs top first; the plan keeps them base first.
-    const base = dirs.slice(0, plan.base.layers.length).reverse()
-    const sourceView = await workspaceDir(ws, 'source')
-    await mountOverlay(ws, sourceView, [...dirs].reverse())
+    const { sourceView, baseLowers: base } = await mountSourceView(plan, ws)
     // overlayfs wants two lower dirs without an upper one; an empty base is the empty dir.
     let baseView: string
     if (base.length) await mountOverlay(ws, (baseView = await workspaceDir(ws, 'base')), base)
@@ -39,8 +34,5 @@ export const overlay: Method<OverlayState> = {
     if (!views) return Promise.reject(new DflattenError('bad-input', 'dflatten diff: the mounted document lacks its overlay views'))
     return Promise.resolve({ entries: directEntries(views, layerDirs.slice(m.base.layers.length)), image: storeParts(m.method.state), state: m.method.state })
   },
-  layer: (d) => {
-    if (d.entries === null) throw new DflattenError('bad-input', `dflatten pack: the ${d.method.name} method's diffed document lacks its entries`)
-    return { entries: readEntries(d.entries) }
-  },
+  layer: storeLayer,
 }

@@ -18,7 +18,7 @@
  * target and link): its content has streamed past, so after the pass that one blob is read
  * again, up to that entry, and the names are written at the end of the layer.
  */
-import type { LayerEntry } from '../../entry.js'
+import { entryFromHeader, type LayerEntry } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
 import type { ContentSource } from '../../layer-tar.js'
 import { cleanMemberName, readTar, type TarEntry, type TarHeader } from '../../tar/index.js'
@@ -71,17 +71,6 @@ interface Group {
 /** What an earlier entry of the layer being read holds at a path, for links to it. */
 type Seen = { index: number; as?: Buffer } | { link: string }
 
-const KIND: Record<string, LayerEntry['kind'] | undefined> = {
-  '0': 'file',
-  '7': 'file',
-  '1': 'hardlink',
-  '2': 'symlink',
-  '3': 'char',
-  '4': 'block',
-  '5': 'dir',
-  '6': 'fifo',
-}
-
 function isFile(h: TarHeader): boolean {
   return h.type === '0' || h.type === '7'
 }
@@ -97,25 +86,6 @@ function join(dir: string, name: string): string {
 
 function under(path: string, dir: string): boolean {
   return dir === '' ? path !== '' : path.startsWith(dir + '/')
-}
-
-/** A tar header as a layer entry at `path` (null for what a layer cannot hold: sockets...). */
-function entryOf(h: TarHeader, path: Buffer): LayerEntry | null {
-  const kind = KIND[h.type]
-  if (!kind) return null
-  return {
-    path,
-    kind,
-    mode: h.mode,
-    uid: h.uid,
-    gid: h.gid,
-    mtime: h.mtime,
-    size: kind === 'file' ? h.size : 0,
-    linkname: kind === 'symlink' || kind === 'hardlink' ? h.linkname : undefined,
-    devmajor: kind === 'char' || kind === 'block' ? h.devmajor : undefined,
-    devminor: kind === 'char' || kind === 'block' ? h.devminor : undefined,
-    xattrs: h.xattrs.length ? h.xattrs : undefined,
-  }
 }
 
 function linkTo(e: LayerEntry, target: Buffer): LayerEntry {
@@ -251,7 +221,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
     if (t.type === '5') {
       if (group) unmet.push(...group.links)
       if (!open || node.is !== undefined) return
-      const e = entryOf(t, name)
+      const e = entryFromHeader(t, name)
       if (!e) return
       decide(node, 'dir', chain)
       yield count(e)
@@ -266,7 +236,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
         yield* marker(node, p)
       }
     } else if (open && node.is === undefined) {
-      e = entryOf(t, name)
+      e = entryFromHeader(t, name)
       decide(node, 'other', chain)
       node.cut ??= r
     }
@@ -282,7 +252,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
       if (e) yield count(e)
       return
     }
-    const carrier = e ?? (group ? entryOf(t, group.links[0].path) : null)
+    const carrier = e ?? (group ? entryFromHeader(t, group.links[0].path) : null)
     if (!carrier) return void seen.set(p, { index })
     seen.set(p, { index, as: carrier.path })
     yield* withContent(carrier, t, e ? (group?.links ?? []) : (group?.links.slice(1) ?? []))
@@ -327,7 +297,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
     for await (const t of readTar(await tars.open(r))) {
       const links = wanted.get(index)
       if (links && isFile(t)) {
-        const carrier = entryOf(t, links[0].path)
+        const carrier = entryFromHeader(t, links[0].path)
         if (carrier) yield* withContent(carrier, t, links.slice(1))
       }
       if (index++ >= last) return
@@ -382,7 +352,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
         const g = fromBase.get(gone ?? p)
         if (!g) continue
         fromBase.delete(gone ?? p)
-        const carrier = !gone && isFile(t) ? entryOf(t, g.links[0].path) : null
+        const carrier = !gone && isFile(t) ? entryFromHeader(t, g.links[0].path) : null
         if (carrier) yield* withContent(carrier, t, g.links.slice(1))
         else unmet.push(...g.links)
         if (!fromBase.size) break

@@ -3,7 +3,7 @@
  * of ONE layer with the same effect on the base (OCI whiteout rules), in the order pack writes
  * them.
  */
-import type { LayerEntry } from '../../entry.js'
+import { entryFromHeader, type LayerEntry } from '../../entry.js'
 import type { TarHeader } from '../../tar/index.js'
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../../whiteout.js'
 import { whiteoutEntry } from '../stat.js'
@@ -103,35 +103,12 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedE
   return layerOrder(root, base)
 }
 
-const KIND: Partial<Record<string, LayerEntry['kind']>> = {
-  '0': 'file',
-  '1': 'hardlink',
-  '2': 'symlink',
-  '3': 'char',
-  '4': 'block',
-  '5': 'dir',
-  '6': 'fifo',
-}
-
 function toEntry(m: Merged): LayerEntry | null {
   const h = m.header
   if (m.whiteout) return whiteoutEntry(h.name)
-  const kind = m.content ? 'file' : KIND[h.type]
-  if (!kind) return null // sockets and unknown types: nothing a layer can hold
-  return {
-    path: h.name,
-    kind,
-    mode: h.mode,
-    uid: h.uid,
-    gid: h.gid,
-    mtime: h.mtime,
-    size: kind === 'file' ? h.size : 0,
-    linkname: kind === 'symlink' || kind === 'hardlink' ? h.linkname : undefined,
-    devmajor: kind === 'char' || kind === 'block' ? h.devmajor : undefined,
-    devminor: kind === 'char' || kind === 'block' ? h.devminor : undefined,
-    xattrs: h.xattrs.length ? h.xattrs : undefined,
-    sha256: kind === 'file' ? (h as IndexedEntry).sha256 : undefined,
-  }
+  // A merged link that shares content carries its target's header: a file's.
+  const e = entryFromHeader(h)
+  return e && { ...e, sha256: e.kind === 'file' ? (h as IndexedEntry).sha256 : undefined }
 }
 
 /** The entry whose content it is: its own, or the one a hardlink shares. */

@@ -1,41 +1,27 @@
 // Authentication and TLS against real registries: TLS with a CA made here and htpasswd users
 // (Basic), and token auth with a token server here that signs RS256 JWTs (Bearer): cached per
 // scope, asked again once after a 401, refused credentials as one line.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { mkdir, copyFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { connect, parseRegistryRef, type ConnectOptions } from '../../../src/registry/index.js'
-import { makePki, startRegistry, startTokenServer, tempDir, type Pki, type TestRegistry, type TokenServer } from '../../helpers/registry.js'
+import { failsWith, makePki, startTokenServer, useRegistry, useTempDir, type Pki, type TestRegistry, type TokenServer } from '../../helpers/registry.js'
 import { makeImage, pushImage, sha } from '../../helpers/registry-image.js'
 
 const fast: ConnectOptions = { retries: { attempts: 2, baseMillis: 50, maxMillis: 2000 } }
 
-async function failsWith(t: Test, p: Promise<unknown>, code: string, re: RegExp): Promise<void> {
-  try {
-    await p
-    t.fail(`expected a ${code} error`)
-  } catch (e) {
-    const err = e as { code?: string; message: string }
-    t.equal(err.code, code, err.message)
-    t.notMatch(err.message, /\n/, 'one line')
-    t.match(err.message, re)
-  }
-}
-
 let pki: Pki
 let certDir: string
 t.before(async () => {
-  const tmp = await tempDir('dflatten-pki-test-')
-  t.teardown(tmp.remove)
-  pki = await makePki(tmp.dir)
-  certDir = join(tmp.dir, 'certs.d')
+  const tmp = await useTempDir(t, 'dflatten-pki-test-')
+  pki = await makePki(tmp)
+  certDir = join(tmp, 'certs.d')
   await mkdir(certDir)
   await copyFile(pki.caCrt, join(certDir, 'ca.crt'))
 })
 
 t.test('TLS and htpasswd (Basic)', async (t) => {
-  const reg: TestRegistry = await startRegistry({ tls: pki, users: { alice: 'secret' } })
-  t.teardown(() => reg.stop())
+  const reg: TestRegistry = await useRegistry(t, { tls: pki, users: { alice: 'secret' } })
   const ref = parseRegistryRef(`docker://${reg.host}/app:1`)
 
   const ok = await connect(ref, { ...fast, certDir, credentials: { kind: 'basic', username: 'alice', password: 'secret' } })
@@ -46,10 +32,9 @@ t.test('TLS and htpasswd (Basic)', async (t) => {
   t.equal(ok.session.transport.scheme, 'https:', 'HTTPS, not the plain-HTTP fallback')
 
   // Credentials from a Docker config dir.
-  const cfg = await tempDir('dflatten-dockercfg-test-')
-  t.teardown(cfg.remove)
-  await writeFile(join(cfg.dir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:secret').toString('base64') } } }))
-  const fromConfig = await connect(ref, { ...fast, certDir, configDir: cfg.dir })
+  const cfg = await useTempDir(t, 'dflatten-dockercfg-test-')
+  await writeFile(join(cfg, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:secret').toString('base64') } } }))
+  const fromConfig = await connect(ref, { ...fast, certDir, configDir: cfg })
   t.equal((await fromConfig.getManifest()).digest, image.digest, 'credentials from config.json')
 
   await failsWith(t, (await connect(ref, { ...fast, certDir, credentials: { kind: 'basic', username: 'alice', password: 'wrong' } })).getManifest(), 'registry', new RegExp(`^${reg.host}/app:1: registry ${reg.host} refused the credentials \\(401`))
@@ -73,8 +58,7 @@ t.test('token auth (Bearer)', async (t) => {
     anonymousPull: (repo) => repo === 'public',
   })
   t.teardown(() => tokens.stop())
-  const reg = await startRegistry({ token: { realm: tokens.realm, service, issuer, pki } })
-  t.teardown(() => reg.stop())
+  const reg = await useRegistry(t, { token: { realm: tokens.realm, service, issuer, pki } })
   const bob = { kind: 'basic' as const, username: 'bob', password: 'hunter2' }
 
   const app = await connect(parseRegistryRef(`docker://${reg.host}/app:1`), { ...fast, credentials: bob })

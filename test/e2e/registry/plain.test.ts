@@ -1,7 +1,7 @@
 // The client against a real registry over plain HTTP on 127.0.0.1: push and read back, HEAD
 // skips, cross-repository mounts, a large streamed upload with flat memory, Content-Range
 // chunks, cancelled uploads, indexes, and the failures that must each be one line.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { Readable } from 'node:stream'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -9,29 +9,12 @@ import { randomBytes } from 'node:crypto'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { connect, parseRegistryRef, parseManifest, findPlatform, MEDIA_TYPES, sha256, type RegistryClient, type ConnectOptions } from '../../../src/registry/index.js'
-import { startRegistry, startCuttingProxy, freePort, type TestRegistry } from '../../helpers/registry.js'
+import { failsWith, startCuttingProxy, freePort, useRegistry, type TestRegistry } from '../../helpers/registry.js'
 import { makeImage, pushImage, sha } from '../../helpers/registry-image.js'
 
 const fast: ConnectOptions = { retries: { attempts: 3, baseMillis: 50, maxMillis: 2000 } }
-let reg: TestRegistry
+const reg = await useRegistry(t)
 const open = (path: string, opts: ConnectOptions = {}): Promise<RegistryClient> => connect(parseRegistryRef(`docker://${reg.host}/${path}`), { ...fast, ...opts })
-/** The promise fails with a DflattenError of `code` whose message is one line matching `re`. */
-async function failsWith(t: Test, p: Promise<unknown>, code: string, re: RegExp): Promise<void> {
-  try {
-    await p
-    t.fail(`expected a ${code} error`)
-  } catch (e) {
-    const err = e as { code?: string; message: string }
-    t.equal(err.code, code, err.message)
-    t.notMatch(err.message, /\n/, 'one line')
-    t.match(err.message, re)
-  }
-}
-
-t.before(async () => {
-  reg = await startRegistry()
-})
-t.teardown(() => reg.stop())
 
 /**
  * The upload sessions a repository still has in the registry's storage: those with data or a
@@ -114,8 +97,7 @@ t.test('HEAD skips, mounts across repositories, streams across registries', asyn
   t.ok(reg.requests().some((r) => /^DELETE \/v2\/other\/blobs\/uploads\/\S+ 204/.test(r)), 'and the upload it opened is cancelled')
 
   // Another registry: the blob is streamed across.
-  const other = await startRegistry()
-  t.teardown(() => other.stop())
+  const other = await useRegistry(t)
   const far = await connect(parseRegistryRef(`docker://${other.host}/copy:1`), fast)
   t.equal(await far.copyBlob(src, layer, { size: image.layers[0].length }), 'copied')
   t.same(await collect((await far.getBlob(layer)).stream), image.layers[0])
@@ -238,8 +220,7 @@ t.test('a connection cut mid-blob is one line, and no tag is pushed', async (t) 
   const blob = await viaProxy.getBlob(sha(image.layers[0]))
   await failsWith(t, collect(blob.stream), 'registry', /blob sha256:.*: the connection to registry .* broke after \d+ of \d+ bytes/)
 
-  const other = await startRegistry()
-  t.teardown(() => other.stop())
+  const other = await useRegistry(t)
   const dst = await connect(parseRegistryRef(`docker://${other.host}/cut:1`), fast)
   const fresh = await connect(parseRegistryRef(`docker://${proxy.host}/cut:1`), fast)
   proxy.cutAfter = 0

@@ -6,20 +6,11 @@ import { execa } from 'execa'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { connect, parseRegistryRef, parseManifest, MEDIA_TYPES, type RegistryClient } from '../../../src/registry/index.js'
-import { startRegistry, tempDir, type TestRegistry } from '../../helpers/registry.js'
+import { useRegistry, useTempDir } from '../../helpers/registry.js'
 import { makeImage, pushImage, sha } from '../../helpers/registry-image.js'
 
-let reg: TestRegistry
-let dir: string
-t.before(async () => {
-  reg = await startRegistry()
-  const tmp = await tempDir('dflatten-skopeo-test-')
-  dir = tmp.dir
-  t.teardown(async () => {
-    await reg.stop()
-    await tmp.remove()
-  })
-})
+const reg = await useRegistry(t)
+const dir = await useTempDir(t, 'dflatten-skopeo-test-')
 
 const skopeo = (args: string[]) => execa('skopeo', ['--insecure-policy', ...args], { reject: false })
 const client = (path: string): Promise<RegistryClient> => connect(parseRegistryRef(`docker://${reg.host}/${path}`))
