@@ -14,7 +14,9 @@ import { mountStage } from './stages/mount.js'
 import { diffStage } from './stages/diff.js'
 import { packStage, type PackResult } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
-import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
+import { entryFacts, carriesEntry } from './history.js'
+import { ontoText, selectionNote, type BaseFrom } from './select.js'
+import { findImage, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
 import { cleanupAll, destroy } from './cleanup.js'
 import { abandonedWorkspaces } from './workspace.js'
 import { DflattenError, Interrupted } from './errors.js'
@@ -47,7 +49,8 @@ export interface Progress {
 
 export interface FlattenResult {
   source: { ref: string; id: string; layers: number; size: number }
-  base: { ref: string | null; id: string | null; layers: number }
+  /** `from`: an ancestor image, scratch, or the source's own first layers (`--layers`). */
+  base: { ref: string | null; id: string | null; layers: number; from: BaseFrom }
   target: string
   imageId: string
   layers: number
@@ -90,7 +93,7 @@ export async function findCached(plan: Plan): Promise<string | null> {
     const layers = img.RootFS.Layers ?? []
     if (layers.length !== want.length + 1 || img.Created !== plan.source.created) return false
     if (!want.every((d, i) => layers[i] === d)) return false
-    return (await lastHistoryComment(img.Id).catch(() => '')) === plan.marker
+    return carriesEntry(img.Id, entryFacts(plan))
   }
   // Most often the answer already carries the name asked for.
   const named = await findImage(plan.target)
@@ -106,7 +109,7 @@ export function count(n: number): string {
 function summary(plan: Plan): Pick<FlattenResult, 'source' | 'base' | 'target'> {
   return {
     source: { ref: plan.source.ref, id: plan.source.id, layers: plan.source.layers.length, size: plan.source.size },
-    base: { ref: plan.base.ref, id: plan.base.id, layers: plan.base.layers.length },
+    base: { ref: plan.base.ref, id: plan.base.id, layers: plan.base.layers.length, from: plan.base.from },
     target: plan.target,
   }
 }
@@ -139,10 +142,9 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
     opts.signal?.throwIfAborted()
     const above = plan.source.layers.length - plan.base.layers.length
     if (opts.verbose) log(`method ${plan.method.name}: ${plan.method.reason}`)
-    log(
-      `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
-        (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
-    )
+    log(`flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ${ontoText(plan.base, above)}`)
+    const note = selectionNote(plan.base, above)
+    if (note) log(note)
     if (above === 0) {
       if (opts.output) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is no new layer to write`)
       log(`${plan.source.ref} has no layers above its base; ${plan.target} is the original as it is`)

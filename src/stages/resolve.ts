@@ -8,13 +8,18 @@ import { daemonInfo, inspectImage, taggedImages, type ImageInspect } from '../do
 import { defaultTarget, isImageId, normaliseTarget, parseRef, sameName } from '../refs.js'
 import { pickMethod } from '../methods/index.js'
 import type { Settings } from '../settings.js'
-import { DOC_VERSION, type MethodChoice, type Plan } from '../plan.js'
+import { DOC_VERSION, type BaseSide, type MethodChoice, type Plan } from '../plan.js'
+import { checkSelection, keptLayers } from '../select.js'
 
 export interface ResolveOptions {
   /** The image to flatten: name, name:tag, repo@digest or id. */
   image: string
   /** The base to keep: an ancestor image, `scratch` for none, or unset for the nearest tagged. */
   base?: string
+  /** Squash the top N layers and keep the others as they are (docker-squash's way); not with `base`. */
+  layers?: number
+  /** The new layer's history comment (`docker history` shows it); part of what the cache matches. */
+  message?: string
   /** Name of the result; default `<repo>_flatten:<tag>`. */
   tag?: string
   /** Allow the result to take the source's own name. */
@@ -59,6 +64,7 @@ function checkReference(ref: string, what: string): void {
 
 export async function resolve(opts: ResolveOptions): Promise<Plan> {
   checkReference(opts.image, 'the image')
+  checkSelection(opts)
   if (opts.base) checkReference(opts.base, 'the base')
   const info = await daemonInfo()
   const source = await inspectImage(opts.image)
@@ -72,7 +78,11 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
 
   let base: ImageInspect | null = null
   let baseRef: string | null = null
-  if (opts.base === 'scratch') {
+  // --layers: the source's own first layers, which need no image of their own.
+  const kept = opts.layers === undefined ? null : keptLayers(opts.layers, layers.length, opts.image)
+  if (kept !== null) {
+    base = null
+  } else if (opts.base === 'scratch') {
     base = null
   } else if (opts.base) {
     base = await inspectImage(opts.base)
@@ -94,7 +104,11 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
     throw new DflattenError('name-clash', `the result's name ${target} is the image's own name; pick another with -t, or pass --force`)
   }
 
-  const state = await method.plan({ info, source, base }, { settings: opts.settings ?? {} })
+  const baseSide: BaseSide = base
+    ? { from: 'image', ref: baseRef, id: base.Id, layers: layersOf(base) }
+    : { from: kept ? 'layers' : 'scratch', ref: null, id: null, layers: layers.slice(0, kept ?? 0) }
+  const state = await method.plan({ info, source, base, kept: baseSide.layers.length }, { settings: opts.settings ?? {} })
+  const onto = baseSide.from === 'layers' ? `the first ${baseSide.layers.length} layers of ${source.Id}` : (base?.Id ?? 'scratch')
   return {
     dflatten: 'plan',
     version: DOC_VERSION,
@@ -108,11 +122,12 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
       layers,
       platform: [source.Os, source.Architecture, source.Variant].filter(Boolean).join('/'),
     },
-    base: { ref: baseRef, id: base?.Id ?? null, layers: base ? layersOf(base) : [] },
+    base: baseSide,
     target,
     // The method is part of it: methods agree on the filesystem, not on the bytes, and a cache hit
     // must give the id this very command would build.
-    marker: `dflatten: flattened ${source.Id} onto ${base?.Id ?? 'scratch'} (${method.cacheKey(opts.settings ?? {})})`,
+    marker: `dflatten: flattened ${source.Id} onto ${onto} (${method.cacheKey(opts.settings ?? {})})`,
+    message: opts.message ?? null,
   }
 }
 

@@ -8,6 +8,7 @@ import { mountOverlay, workspaceDir } from '../../workspace.js'
 import { readEntries } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
 import type { Method } from '../method.js'
+import { reclaimedInDirs } from '../overlay2-reclaim.js'
 import { overlay2Available, planFromStore, storeParts, type StoreState } from '../overlay2.js'
 import { copyDifference, upperDirEntries, type CopyViews } from './copy.js'
 
@@ -41,4 +42,9 @@ export const overlayCopy: Method<OverlayCopyState> = {
     return { entries: upperDirEntries(views.upper), image: storeParts(m.method.state), state: m.method.state }
   },
   layer: (d) => ({ entries: readEntries(d.entries!) }),
+  async reclaimed(d, ctx) {
+    const { views, layerDirs } = d.method.state
+    if (!views) throw new DflattenError('bad-input', 'dflatten: the diffed document lacks its overlay views')
+    return reclaimedInDirs(d.daemon, d.source.layers, layerDirs, d.base.layers.length, views.sourceView, ctx.reclaimTop)
+  },
 }

@@ -7,6 +7,7 @@ import { mountOverlay, workspaceDir } from '../../workspace.js'
 import { readEntries } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
 import type { Method } from '../method.js'
+import { reclaimedInDirs } from '../overlay2-reclaim.js'
 import { overlay2Available, planFromStore, storeParts, type StoreState } from '../overlay2.js'
 import { directEntries, type DirectViews } from './entries.js'
 
@@ -40,4 +41,9 @@ export const overlay: Method<OverlayState> = {
     return { entries: directEntries(views, layerDirs.slice(m.base.layers.length)), image: storeParts(m.method.state), state: m.method.state }
   },
   layer: (d) => ({ entries: readEntries(d.entries!) }),
+  async reclaimed(d, ctx) {
+    const { views, layerDirs } = d.method.state
+    if (!views) throw new DflattenError('bad-input', 'dflatten: the diffed document lacks its overlay views')
+    return reclaimedInDirs(d.daemon, d.source.layers, layerDirs, d.base.layers.length, views.sourceView, ctx.reclaimTop)
+  },
 }
