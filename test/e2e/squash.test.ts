@@ -123,7 +123,7 @@ for (const method of METHODS) {
     t.equal(full.reclaimed.length, 3, '--top 3 lists three')
     t.same(full.reclaimed[0], { path: CACHE_FILE.path, bytes: CACHE_FILE.bytes, layer: full.reclaimed[0]?.layer }, 'the deleted build cache comes first, at its size')
     t.match(full.reclaimed[0]?.layer, /^\/bin\/sh -c mkdir -p \/root\/.cache\/build && dd if=/, 'with the RUN line that added it')
-    t.ok(full.reclaimed[0]!.layer.length <= 60, 'cut to 60 characters')
+    t.ok((full.reclaimed[0]?.layer.length ?? 0) <= 60, 'cut to 60 characters')
     reports[method] = full
     await clean(t)
   })
