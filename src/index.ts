@@ -18,3 +18,8 @@ export type { Plan, Mounted, Diffed, DiffSummary, StageDoc, MethodDoc, MethodNam
 export type { Settings } from './settings.js'
 export { DflattenError, Interrupted } from './errors.js'
 export { cleanupAll } from './cleanup.js'
+export { dryRun, type DryRunOptions, type DryRunReport } from './dry-run.js'
+export { DEFAULT_TOP, ReclaimTally, fromLayerListings, type Reclaimed, type ReclaimedFile } from './reclaim.js'
+export { parseLayerCount, keptLayers, type BaseFrom } from './select.js'
+export { historyUpToLayer, newLayerEntry } from './history.js'
+export type { BaseSide } from './plan.js'

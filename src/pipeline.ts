@@ -14,10 +14,11 @@ import { mountStage } from './stages/mount.js'
 import { diffStage } from './stages/diff.js'
 import { packStage, type PackResult } from './stages/pack.js'
 import { loadStage } from './stages/load.js'
-import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
+import { ontoText, selectionNote, type BaseFrom } from './select.js'
+import { findImage, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
 import { cleanupAll, destroy } from './cleanup.js'
 import { abandonedWorkspaces } from './workspace.js'
-import { alreadyTheResult } from './rerun.js'
+import { alreadyTheResult, carriesEntry } from './rerun.js'
 import { DflattenError, Interrupted } from './errors.js'
 import type { Diffed, DiffSummary, Plan } from './plan.js'
 import through2 from 'through2'
@@ -48,7 +49,8 @@ export interface Progress {
 
 export interface FlattenResult {
   source: { ref: string; id: string; layers: number; size: number }
-  base: { ref: string | null; id: string | null; layers: number }
+  /** `from`: an ancestor image, scratch, or the source's own first layers (`--layers`). */
+  base: { ref: string | null; id: string | null; layers: number; from: BaseFrom }
   target: string
   imageId: string
   layers: number
@@ -94,7 +96,7 @@ export async function findCached(plan: Plan): Promise<string | null> {
     const layers = img.RootFS.Layers ?? []
     if (layers.length !== want.length + 1 || img.Created !== plan.source.created) return false
     if (!want.every((d, i) => layers[i] === d)) return false
-    return (await lastHistoryComment(img.Id).catch(() => '')) === plan.marker
+    return carriesEntry(img.Id, plan)
   }
   // Most often the answer already carries the name asked for.
   const named = await findImage(plan.target)
@@ -110,7 +112,7 @@ export function count(n: number): string {
 function summary(plan: Plan): Pick<FlattenResult, 'source' | 'base' | 'target'> {
   return {
     source: { ref: plan.source.ref, id: plan.source.id, layers: plan.source.layers.length, size: plan.source.size },
-    base: { ref: plan.base.ref, id: plan.base.id, layers: plan.base.layers.length },
+    base: { ref: plan.base.ref, id: plan.base.id, layers: plan.base.layers.length, from: plan.base.from },
     target: plan.target,
   }
 }
@@ -147,10 +149,9 @@ export async function flatten(opts: FlattenOptions): Promise<FlattenResult> {
     }
     const above = plan.source.layers.length - plan.base.layers.length
     if (opts.verbose) log(`method ${plan.method.name}: ${plan.method.reason}`)
-    log(
-      `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
-        (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
-    )
+    log(`flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ${ontoText(plan.base, above)}`)
+    const note = selectionNote(plan.base, above)
+    if (note) log(note)
     if (above === 0) {
       if (!plan.daemon) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is nothing to flatten`)
       if (opts.output) throw new DflattenError('usage', `${plan.source.ref} has no layers above its base: there is no new layer to write`)

@@ -12,6 +12,9 @@ import type { SourceOptions } from '../sources/resolve.js'
 import { HELP_OPTION, atMost, helpText, parseOptions, type Values } from './options.js'
 import { methodChoice } from './methods.js'
 import { abortOnSignals, binaryStdout, tuneHeap, version } from './runtime.js'
+import { LAYERS_OPTION, MESSAGE_OPTION, selectionArgs } from './select.js'
+import { DRY_RUN_OPTIONS, dryRunArgs, dryRunCommand } from './dry-run.js'
+import { baseLabel } from '../select.js'
 
 export const FLATTEN_OPTIONS = [
   { name: 'tag', short: 't', type: 'string', value: 'NAME[:TAG]', help: 'name of the result (default: <repo>_flatten:<tag>)' },
@@ -28,6 +31,7 @@ export const FLATTEN_OPTIONS = [
     value: 'OS/ARCH[/VARIANT]',
     help: "which platform of a multi-platform image (local, docker:// or oci:)\nto flatten (default: the daemon's); the result holds that one",
   },
+  LAYERS_OPTION,
   { name: 'original', short: 'o', type: 'string', value: 'IMAGE', help: 'the image to flatten (same as the IMAGE argument)' },
   {
     name: 'method',
@@ -50,6 +54,7 @@ export const FLATTEN_OPTIONS = [
       '                docker save, then docker export)',
     ].join('\n'),
   },
+  MESSAGE_OPTION,
   { name: 'no-cache', type: 'boolean', help: 'build the result even if an earlier run already made it' },
   { name: 'force', short: 'f', type: 'boolean', help: "allow the result to take the original's own name" },
   {
@@ -60,6 +65,7 @@ export const FLATTEN_OPTIONS = [
   },
   { name: 'cert-dir', type: 'string', value: 'DIR', help: 'CAs (*.crt) and a client cert (*.cert, *.key) for registries' },
   { name: 'insecure-registry', type: 'string', multiple: true, value: 'HOST', help: 'reach HOST[:PORT] over plain HTTP or unverified TLS (repeatable)' },
+  ...DRY_RUN_OPTIONS,
   { name: 'quiet', short: 'q', type: 'boolean', help: 'print nothing but errors (no progress line either)' },
   { name: 'verbose', short: 'v', type: 'boolean', help: "also say which method and why, and each stage's wall time" },
   { name: 'json', type: 'boolean', help: 'print the result as one JSON object on stdout' },
@@ -85,7 +91,12 @@ export type FlattenArgs =
   | { help: true }
   | { version: true }
   | { noImage: true }
-  | (Omit<Values<typeof FLATTEN_OPTIONS>, 'help' | 'version' | 'original' | 'method'> & { image: string; method?: FlattenOptions['method'] })
+  | (Omit<Values<typeof FLATTEN_OPTIONS>, 'help' | 'version' | 'original' | 'method' | 'layers' | 'top'> & {
+      image: string
+      method?: FlattenOptions['method']
+      layers?: number
+      top?: number
+    })
 
 /** The main command's arguments, checked: exactly one image (argument or -o), a known method. */
 export function parseFlattenArgs(argv: string[]): FlattenArgs {
@@ -95,8 +106,10 @@ export function parseFlattenArgs(argv: string[]): FlattenArgs {
   const images = [...(values.original ? [values.original] : []), ...positionals]
   atMost(images, 1, 'dflatten', 'one image (the argument or --original)')
   if (images.length === 0) return { noImage: true }
-  const { help: _h, version: _v, original: _o, method, ...rest } = values
-  return { ...rest, image: images[0], method: methodChoice(method) }
+  const { help: _h, version: _v, original: _o, method, layers: _l, top: _t, ...rest } = values
+  const selected = selectionArgs(values, 'dflatten')
+  const dry = dryRunArgs(values, 'dflatten')
+  return { ...rest, image: images[0], method: methodChoice(method), ...selected, ...dry }
 }
 
 function mb(bytes: number): string {
@@ -110,7 +123,7 @@ function short(id: string | null): string {
 export function report(r: FlattenResult): string {
   const rows = [
     ['source', r.source.ref, short(r.source.id), count(r.source.layers), mb(r.source.size)],
-    ['base', r.base.ref ?? 'scratch', short(r.base.id), count(r.base.layers), ''],
+    ['base', baseLabel({ ...r.base, layers: Array<string>(r.base.layers) }), short(r.base.id), count(r.base.layers), ''],
     ['result', r.target, short(r.imageId), count(r.layers), r.outcome === 'written' ? `layer ${mb(r.layerBytes ?? 0)}` : mb(r.size)],
   ]
   const width = (i: number): number => Math.max(...rows.map((row) => row[i].length))
@@ -192,6 +205,7 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
     process.stdout.write(`dflatten ${version()}\n`)
     return 0
   }
+  if (args['dry-run']) return dryRunCommand(args, settings)
   const ac = abortOnSignals()
   const quiet = args.quiet || args.json
   const toStdout = args.output === '-'
@@ -207,6 +221,8 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
       image: args.image,
       platform: args.platform,
       base: args.base,
+      layers: args.layers,
+      message: args.message,
       tag: args.tag,
       force: args.force,
       method: args.method,

@@ -23,6 +23,7 @@ import type { DaemonInfo, ImageInspect } from '../docker.js'
 import type { Settings } from '../settings.js'
 import type { Workspace } from '../workspace.js'
 import type { Diffed, ImageParts, Mounted, Plan } from '../plan.js'
+import type { Reclaimed } from '../reclaim.js'
 
 export type { ImageParts }
 
@@ -30,6 +31,11 @@ export type { ImageParts }
 export interface MethodContext {
   signal?: AbortSignal
   settings: Settings
+  /**
+   * Set on a dry run: `entries` may keep what `reclaimed` needs (the save method's first pass is
+   * the only read of the layers' headers), and `reclaimed` lists this many of the largest files.
+   */
+  reclaimTop?: number
 }
 
 /**
@@ -45,9 +51,15 @@ export interface Probe {
   otherPlatform?: string
 }
 
-/** What `plan` may read from: the probe, and the base picked (null for scratch). */
+/** What `plan` may read from: the probe, and the base picked (null for scratch and `--layers`). */
 export interface PlanFacts extends Probe {
   base: ImageInspect | null
+  /**
+   * How many of the source's first layers the result keeps: the base's count, or with `--layers`
+   * (no base image) the layers below the squashed ones, whose history and descriptors then come
+   * from the source itself.
+   */
+  kept: number
 }
 
 /** Can the method work here? Either way, a reason for --verbose or the refusal. */
@@ -95,6 +107,11 @@ export interface Method<S = unknown> {
   entries(doc: Mounted<S>, ctx: MethodContext): Promise<Difference<S>>
   /** Where pack reads the layer: entries in pack order, their content, a finish check. */
   layer(doc: Diffed<S>, ctx: MethodContext): LayerSource
+  /**
+   * A dry run's report, after `entries` and before the workspace goes: each squashed layer's tar
+   * size, and the files of the squashed layers that a later layer deleted or overwrote.
+   */
+  reclaimed?(doc: Diffed<S>, ctx: MethodContext): Promise<Reclaimed>
   /** Remove what it recorded in a workspace dir, before the dir goes; also for a killed run's. */
   cleanup?(dir: string): Promise<void>
 }

@@ -10,6 +10,7 @@ import { imageArchive, type ImageArchiveResult } from '../image-archive.js'
 import { expectDoc, type Diffed } from '../plan.js'
 import { destroy } from '../cleanup.js'
 import { getMethod } from '../methods/index.js'
+import { entryFacts, newLayerEntry } from '../history.js'
 import type { Settings } from '../settings.js'
 import { methodContext } from './stream.js'
 
@@ -34,14 +35,7 @@ export function flattenedConfig(d: Diffed, diffId: string): object {
   return {
     ...d.image.config,
     rootfs: { type: 'layers', diff_ids: [...d.base.layers, diffId] },
-    history: [
-      ...d.image.baseHistory,
-      {
-        created,
-        created_by: `dflatten: ${d.source.layers.length - d.base.layers.length} layers squashed into one`,
-        comment: d.marker,
-      },
-    ],
+    history: [...d.image.baseHistory, newLayerEntry(entryFacts(d), created)],
   }
 }
 

@@ -8,6 +8,7 @@ import { mountOverlay, workspaceDir } from '../../workspace.js'
 import { readEntries } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
 import type { Method } from '../method.js'
+import { classicTarBytes, reclaimedInDirs } from '../overlay2-reclaim.js'
 import { overlay2Available, planFromStore, storeParts, type StoreState } from '../overlay2.js'
 import { copyDifference, upperDirEntries, type CopyViews } from './copy.js'
 
@@ -43,5 +44,11 @@ export const overlayCopy: Method<OverlayCopyState> = {
   layer: (d) => {
     if (d.entries === null) throw new DflattenError('bad-input', `dflatten pack: the ${d.method.name} method's diffed document lacks its entries`)
     return { entries: readEntries(d.entries) }
+  },
+  async reclaimed(d, ctx) {
+    const { views, layerDirs } = d.method.state
+    if (!views) throw new DflattenError('bad-input', 'dflatten: the diffed document lacks its overlay views')
+    const kept = d.base.layers.length
+    return reclaimedInDirs(layerDirs, kept, views.sourceView, await classicTarBytes(d.daemon, d.source.layers, kept), ctx.reclaimTop)
   },
 }
