@@ -84,6 +84,7 @@ export function renderDryRun(r: DryRunReport, tty: boolean): string {
 
 export interface DryRunArgs {
   image: string
+  platform?: string
   base?: string
   layers?: number
   message?: string
@@ -101,6 +102,7 @@ export async function dryRunCommand(args: DryRunArgs, settings: Settings): Promi
   const quiet = args.quiet || args.json
   const r = await dryRun({
     image: args.image,
+    platform: args.platform,
     base: args.base,
     layers: args.layers,
     message: args.message,
