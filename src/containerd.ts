@@ -89,6 +89,18 @@ export async function readContent(c: Containerd, digest: string): Promise<Buffer
   return bytes
 }
 
+/**
+ * A blob of the content store as a stream, for blobs too large to hold (layers): the ctr child,
+ * whose stdout is the blob. The caller checks what it needs (a size, not the digest).
+ */
+export function contentStream(c: Containerd, digest: string, signal?: AbortSignal) {
+  return execa(c.ctr, ['--address', c.address, '--namespace', c.namespace, '--connect-timeout', '5s', 'content', 'get', digest], {
+    buffer: false,
+    cancelSignal: signal,
+    stripFinalNewline: false,
+  })
+}
+
 export interface Descriptor {
   mediaType: string
   digest: string

@@ -324,13 +324,6 @@ export async function historyLength(ref: string): Promise<number> {
   return out.split('\n').filter(Boolean).length
 }
 
-/** The comment of an image's newest history entry. */
-export async function lastHistoryComment(ref: string): Promise<string> {
-  const out = await docker(['history', '--no-trunc', '--format', '{{json .Comment}}', ref])
-  const first = out.split('\n')[0]
-  return first ? (JSON.parse(first) as string) : ''
-}
-
 /**
  * A `docker load` child reading an archive on stdin. Stopped with SIGKILL: the docker CLI may sit
  * out a SIGTERM while it streams; SIGKILL only ends the client, and the daemon then drops the

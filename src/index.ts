@@ -35,3 +35,8 @@ export {
   type Target,
 } from './destinations/index.js'
 export { parseCompression, type CompressionChoice } from './compress/index.js'
+export { dryRun, type DryRunOptions, type DryRunReport } from './dry-run.js'
+export { DEFAULT_TOP, ReclaimTally, fromLayerListings, type Reclaimed, type ReclaimedFile } from './reclaim.js'
+export { parseLayerCount, keptLayers, type BaseFrom } from './select.js'
+export { historyUpToLayer, newLayerEntry } from './history.js'
+export type { BaseSide } from './plan.js'

@@ -20,10 +20,11 @@ import type { CompressionChoice } from './compress/index.js'
 import { isDaemonless } from './sources/reference.js'
 import { sourceIndex } from './sources/index-image.js'
 import { flattenPlatforms, platformList } from './platforms.js'
-import { findImage, lastHistoryComment, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
+import { findImage, tagImage, topLevelImages, type ImageInspect, useDockerCommand } from './docker.js'
 import { cleanupAll, destroy, inFlight } from './cleanup.js'
+import { ontoText, selectionNote } from './select.js'
 import { abandonedWorkspaces } from './workspace.js'
-import { alreadyTheResult } from './rerun.js'
+import { alreadyTheResult, carriesEntry } from './rerun.js'
 import { DflattenError, Interrupted } from './errors.js'
 import type { Diffed, DiffSummary, Plan } from './plan.js'
 import type { FlattenOptions, FlattenResult } from './result.js'
@@ -62,7 +63,7 @@ export async function findCached(plan: Plan): Promise<string | null> {
     const layers = img.RootFS.Layers ?? []
     if (layers.length !== want.length + 1 || img.Created !== plan.source.created) return false
     if (!want.every((d, i) => layers[i] === d)) return false
-    return (await lastHistoryComment(img.Id).catch(() => '')) === plan.marker
+    return carriesEntry(img.Id, plan)
   }
   // Most often the answer already carries the name asked for.
   const named = await findImage(plan.target)
@@ -78,7 +79,7 @@ export function count(n: number): string {
 function summary(plan: Plan): Pick<FlattenResult, 'source' | 'base' | 'target'> {
   return {
     source: { ref: plan.source.ref, id: plan.source.id, layers: plan.source.layers.length, size: plan.source.size },
-    base: { ref: plan.base.ref, id: plan.base.id, layers: plan.base.layers.length },
+    base: { ref: plan.base.ref, id: plan.base.id, layers: plan.base.layers.length, from: plan.base.from },
     target: plan.target,
   }
 }
@@ -141,10 +142,9 @@ async function flattenImage(opts: FlattenOptions, log: (line: string) => void, i
   }
   const above = plan.source.layers.length - plan.base.layers.length
   if (opts.verbose) log(`method ${plan.method.name}: ${plan.method.reason}`)
-  log(
-    `flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ` +
-      (plan.base.ref ? `${plan.base.ref} (${count(plan.base.layers.length)})` : 'scratch: no tagged ancestor, squashing every layer'),
-  )
+  log(`flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ${ontoText(plan.base, above)}`)
+  const note = selectionNote(plan.base, above)
+  if (note) log(note)
   const dest = into ?? destinationFor(target, { daemon: plan.daemon, output: opts.output, layerOnly: opts.outputLayerOnly, registry: opts.settings?.registry })
   const local = target.kind === 'daemon' && !opts.output
   const compression = compressionFor(dest, opts.compression)
@@ -165,7 +165,7 @@ async function flattenImage(opts: FlattenOptions, log: (line: string) => void, i
       return { ...(await tagged(plan, cached, 'cached', log)), timings }
     }
   } else if (!opts.noCache && !into && dest.cached) {
-    const held = await dest.cached({ marker: plan.marker, baseLayers: plan.base.layers, compression }, opts.signal)
+    const held = await dest.cached({ marker: plan.marker, message: plan.message, baseLayers: plan.base.layers, compression }, opts.signal)
     if (held) {
       log(`${dest.label} already holds this result (${held.manifestDigest.slice(0, 19)}); nothing to do`)
       const layers = plan.base.layers.length + 1

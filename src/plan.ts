@@ -10,6 +10,7 @@ import type { DaemonInfo } from './docker.js'
 import type { Workspace } from './workspace.js'
 import type { LayerDescriptor } from './image-archive.js'
 import { DflattenError } from './errors.js'
+import type { BaseFrom } from './select.js'
 
 export const DOC_VERSION = 2
 
@@ -38,6 +39,20 @@ export interface ImageSide {
   layers: string[]
 }
 
+/**
+ * The layers the result keeps as they are. `from` says how they were chosen:
+ *  - `image`: an ancestor image (`--base IMAGE`, or the nearest tagged one): `ref` as named (or
+ *    the tag picked), `id` its id, `layers` its diff ids; history from its config.
+ *  - `scratch`: none (`--base scratch`, no tagged ancestor, or `--layers` of every layer): `ref`
+ *    and `id` null, `layers` empty.
+ *  - `layers`: the source's own first layers (`--layers N` keeps all but the top N): no image
+ *    need exist for them, so `ref` and `id` are null; `layers` are the first K diff ids, and
+ *    their history and descriptors come from the source itself.
+ */
+export interface BaseSide extends ImageSide {
+  from: BaseFrom
+}
+
 /** Which method, why (for --verbose), and its own state. */
 export interface MethodDoc<S = unknown> {
   name: MethodName
@@ -58,10 +73,15 @@ export interface Plan<S = unknown> {
    * all that the image's index lists, when it lists more than one (the result has one only).
    */
   source: ImageSide & { ref: string; id: string; created: string; size: number; platform?: string; platforms?: string[] }
-  base: ImageSide
+  base: BaseSide
   target: string
-  /** Written into the new history entry; finds this flatten again (the cache). */
+  /**
+   * Written into the new history entry; finds this flatten again (the cache): source, base and
+   * method. Its comment without a message, its created_by with one (src/history.ts).
+   */
   marker: string
+  /** `--message`: the new history entry's comment, what `docker history` shows; null: none. */
+  message: string | null
 }
 
 export interface Mounted<S = unknown> extends Omit<Plan<S>, 'dflatten'> {

@@ -5,42 +5,78 @@
  * run gives:
  *   - nothing above the base: the result is the image itself, so tagging it changes nothing
  *     (the name the user typed for the image is still its own, and refused without --force);
- *   - the image is itself an earlier result of this flatten (same base, same method), e.g. after
+ *   - the image is itself an earlier result of this flatten (same base, method and message), e.g. after
  *     `dflatten app:1 -t app:1 --force`: its names were given by that run.
  */
 import { sameName } from './refs.js'
-import { findImage, lastHistoryComment } from './docker.js'
+import { findImage } from './docker.js'
+import { lastHistoryEntry, type EntryText } from './history.js'
 import type { Plan } from './plan.js'
 
-/** The marker every result's newest history entry carries (see resolve). */
-export function flattenMarker(sourceId: string, baseId: string | null, cacheKey: string): string {
-  return `dflatten: flattened ${sourceId} onto ${baseId ?? 'scratch'} (${cacheKey})`
+/**
+ * The marker every result's newest history entry carries (see resolve and newLayerEntry):
+ * `onto` names the kept layers: the base's id, null for scratch, or `keptLayersOf` for `--layers`.
+ */
+export function flattenMarker(sourceId: string, onto: string | null, cacheKey: string): string {
+  return `dflatten: flattened ${sourceId} onto ${onto ?? 'scratch'} (${cacheKey})`
+}
+
+/** How a marker names kept layers that no image holds (`--layers`): the source's own first k. */
+export function keptLayersOf(sourceId: string, k: number): string {
+  return `the first ${k} layers of ${sourceId}`
 }
 
 const MARKER = /^dflatten: flattened sha256:[0-9a-f]{64}( onto .*)$/
 
-/**
- * Does `comment`, an image's newest history comment, say that image is a flatten onto the same
- * base by the same method as the run whose marker is `marker`? What was flattened may differ.
- */
-export function sameFlatten(comment: string, marker: string): boolean {
-  const mine = MARKER.exec(marker)?.[1]
-  return mine !== undefined && MARKER.exec(comment)?.[1] === mine
+/** What a run looks for in an image's newest history entry: its marker and its message (none: null). */
+export interface Wanted {
+  marker: string
+  message?: string | null
 }
 
-export interface Candidate {
+/**
+ * The marker an entry carries and the message with it; null when dflatten did not write it.
+ * Without a message the marker is the comment; with one it is created_by (see newLayerEntry).
+ */
+function carried(e: EntryText): { marker: string; message: string | null } | null {
+  if (MARKER.test(e.comment)) return { marker: e.comment, message: null }
+  if (MARKER.test(e.created_by)) return { marker: e.created_by, message: e.comment || null }
+  return null
+}
+
+/** Is `e` the entry this very flatten writes: same source, kept layers, method and message (the cache)? */
+export function isThisFlatten(e: EntryText, want: Wanted): boolean {
+  const got = carried(e)
+  return got !== null && got.marker === want.marker && got.message === (want.message || null)
+}
+
+/**
+ * Does `e`, an image's newest history entry, say that image is a flatten onto the same base by
+ * the same method, with the same message, as the run that wants `want`? What was flattened may differ.
+ */
+export function sameFlatten(e: EntryText, want: Wanted): boolean {
+  const got = carried(e)
+  const mine = MARKER.exec(want.marker)?.[1]
+  return got !== null && mine !== undefined && MARKER.exec(got.marker)?.[1] === mine && got.message === (want.message || null)
+}
+
+/** Whether the image `ref`'s newest history entry is the one this flatten writes (one that cannot be read: no). */
+export async function carriesEntry(ref: string, want: Wanted): Promise<boolean> {
+  const e = await lastHistoryEntry(ref).catch(() => null)
+  return e !== null && isThisFlatten(e, want)
+}
+
+export interface Candidate extends Wanted {
   /** The image's layers, and the base's. */
   layers: string[]
   baseLayers: string[]
-  /** The image's newest history comment; read only when needed. */
-  comment: () => Promise<string>
-  /** This run's marker. */
-  marker: string
+  /** The image's newest history entry; read only when needed. */
+  entry: () => Promise<EntryText>
 }
 
 /** Is the image already this flatten's result: the base's layers plus one, marked as such? */
 export async function isEarlierResult(c: Candidate): Promise<boolean> {
-  return baseLayersPlusOne(c.layers, c.baseLayers) && sameFlatten(await c.comment(), c.marker)
+  return baseLayersPlusOne(c.layers, c.baseLayers) && sameFlatten(await c.entry(), c)
 }
 
 function baseLayersPlusOne(layers: string[], baseLayers: string[]): boolean {
@@ -77,6 +113,7 @@ export async function alreadyTheResult(plan: Plan): Promise<boolean> {
     layers: plan.source.layers,
     baseLayers: plan.base.layers,
     marker: plan.marker,
-    comment: () => lastHistoryComment(plan.source.id),
+    message: plan.message,
+    entry: () => lastHistoryEntry(plan.source.id),
   })
 }

@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream'
 import type { ResolveOptions } from './stages/resolve.js'
 import type { CompressionChoice } from './compress/index.js'
 import type { DiffSummary, Plan } from './plan.js'
+import type { BaseFrom } from './select.js'
 
 /** `settings` (from ResolveOptions) reach every stage: work root, rsync, save content source. */
 export interface FlattenOptions extends ResolveOptions {
@@ -34,7 +35,8 @@ export interface Progress {
 
 export interface FlattenResult {
   source: { ref: string; id: string; layers: number; size: number }
-  base: { ref: string | null; id: string | null; layers: number }
+  /** `from`: an ancestor image, scratch, or the source's own first layers (`--layers`). */
+  base: { ref: string | null; id: string | null; layers: number; from: BaseFrom }
   target: string
   imageId: string
   layers: number

@@ -14,6 +14,9 @@ import type { SourceOptions } from '../sources/resolve.js'
 import { HELP_OPTION, atMost, helpText, parseOptions, type Values } from './options.js'
 import { methodChoice } from './methods.js'
 import { abortOnSignals, binaryStdout, tuneHeap, version } from './runtime.js'
+import { LAYERS_OPTION, MESSAGE_OPTION, selectionArgs } from './select.js'
+import { DRY_RUN_OPTIONS, dryRunArgs, dryRunCommand } from './dry-run.js'
+import { baseLabel } from '../select.js'
 
 export const FLATTEN_OPTIONS = [
   {
@@ -45,6 +48,7 @@ export const FLATTEN_OPTIONS = [
       'the platforms to flatten (default: all); the result is an index',
     ].join('\n'),
   },
+  LAYERS_OPTION,
   { name: 'original', short: 'o', type: 'string', value: 'IMAGE', help: 'the image to flatten (same as the IMAGE argument)' },
   {
     name: 'method',
@@ -67,6 +71,7 @@ export const FLATTEN_OPTIONS = [
       '                docker save, then docker export)',
     ].join('\n'),
   },
+  MESSAGE_OPTION,
   { name: 'no-cache', type: 'boolean', help: 'build the result even if an earlier run already made it' },
   { name: 'force', short: 'f', type: 'boolean', help: "allow the result to take the original's own name" },
   {
@@ -93,6 +98,7 @@ export const FLATTEN_OPTIONS = [
   },
   { name: 'cert-dir', type: 'string', value: 'DIR', help: 'CAs (*.crt) and a client cert (*.cert, *.key) for registries' },
   { name: 'insecure-registry', type: 'string', multiple: true, value: 'HOST', help: 'reach HOST[:PORT] over plain HTTP or unverified TLS (repeatable)' },
+  ...DRY_RUN_OPTIONS,
   { name: 'quiet', short: 'q', type: 'boolean', help: 'print nothing but errors (no progress line either)' },
   { name: 'verbose', short: 'v', type: 'boolean', help: "also say which method and why, and each stage's wall time" },
   { name: 'json', type: 'boolean', help: 'print the result as one JSON object on stdout' },
@@ -118,7 +124,12 @@ export type FlattenArgs =
   | { help: true }
   | { version: true }
   | { noImage: true }
-  | (Omit<Values<typeof FLATTEN_OPTIONS>, 'help' | 'version' | 'original' | 'method'> & { image: string; method?: FlattenOptions['method'] })
+  | (Omit<Values<typeof FLATTEN_OPTIONS>, 'help' | 'version' | 'original' | 'method' | 'layers' | 'top'> & {
+      image: string
+      method?: FlattenOptions['method']
+      layers?: number
+      top?: number
+    })
 
 /** The main command's arguments, checked: exactly one image (argument or -o), a known method. */
 export function parseFlattenArgs(argv: string[]): FlattenArgs {
@@ -128,9 +139,11 @@ export function parseFlattenArgs(argv: string[]): FlattenArgs {
   const images = [...(values.original ? [values.original] : []), ...positionals]
   atMost(images, 1, 'dflatten', 'one image (the argument or --original)')
   if (images.length === 0) return { noImage: true }
-  const { help: _h, version: _v, original: _o, method, ...rest } = values
+  const { help: _h, version: _v, original: _o, method, layers: _l, top: _t, ...rest } = values
   if (rest.compress !== undefined) parseCompression(rest.compress)
-  return { ...rest, image: images[0], method: methodChoice(method) }
+  const selected = selectionArgs(values, 'dflatten')
+  const dry = dryRunArgs(values, 'dflatten')
+  return { ...rest, image: images[0], method: methodChoice(method), ...selected, ...dry }
 }
 
 function mb(bytes: number): string {
@@ -144,7 +157,7 @@ function short(id: string | null): string {
 export function report(r: FlattenResult): string {
   const rows = [
     ['source', r.source.ref, short(r.source.id), count(r.source.layers), mb(r.source.size)],
-    ['base', r.base.ref ?? 'scratch', short(r.base.id), count(r.base.layers), ''],
+    ['base', baseLabel({ ...r.base, layers: Array<string>(r.base.layers) }), short(r.base.id), count(r.base.layers), ''],
     ['result', r.target, short(r.imageId), count(r.layers), r.outcome === 'written' || r.outcome === 'pushed' ? `layer ${mb(r.blob?.size ?? r.layerBytes ?? 0)}` : mb(r.size)],
   ]
   for (const p of r.platforms ?? []) rows.push([`  ${p.platform}`, '(named by the index)', short(p.manifestDigest ?? p.imageId), count(p.layers), `layer ${mb(p.blob?.size ?? 0)}`])
@@ -230,6 +243,7 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
     return 0
   }
   if (args['output-layer-only'] && !args.output) throw new DflattenError('usage', "--output-layer-only goes with --output; see 'dflatten --help'")
+  if (args['dry-run']) return dryRunCommand(args, settings)
   const ac = abortOnSignals()
   const quiet = args.quiet || args.json
   const toStdout = args.output === '-'
@@ -245,6 +259,8 @@ export async function flattenCommand(argv: string[], settings: Settings): Promis
       image: args.image,
       platform: args.platform,
       base: args.base,
+      layers: args.layers,
+      message: args.message,
       tag: args.tag,
       force: args.force,
       method: args.method,

@@ -6,6 +6,7 @@ import { HELP_OPTION, atMost, helpText, parseOptions } from './options.js'
 import { methodChoice, methodNames } from './methods.js'
 import { writeDoc } from './documents.js'
 import { abortOnSignals, cleaningUp } from './runtime.js'
+import { LAYERS_OPTION, MESSAGE_OPTION, selectionArgs } from './select.js'
 
 const COMMAND = 'dflatten resolve'
 
@@ -18,13 +19,15 @@ export const RESOLVE_OPTIONS = [
     value: 'IMAGE',
     help: "keep IMAGE's layers (an ancestor); 'scratch' squashes every layer\n(default: the nearest tagged ancestor)",
   },
+  LAYERS_OPTION,
+  MESSAGE_OPTION,
   { name: 'method', short: 'm', type: 'string', value: 'METHOD', help: `auto (default), ${methodNames().join(', ')}; see 'dflatten --help'` },
   { name: 'force', short: 'f', type: 'boolean', help: "allow the result to take the original's own name" },
   { name: 'platform', type: 'string', value: 'OS/ARCH[/VARIANT]', help: "which platform of a multi-platform image (default: the daemon's)" },
   HELP_OPTION,
 ] as const
 
-const USAGE_LINE = 'Usage: dflatten resolve IMAGE [-t NAME[:TAG]] [-b BASE|scratch] [-m METHOD] [-f] [--platform P]'
+const USAGE_LINE = 'Usage: dflatten resolve IMAGE [-t NAME[:TAG]] [-b BASE|scratch | --layers N] [--message TEXT] [-m METHOD] [-f] [--platform P]'
 
 export const RESOLVE_HELP = helpText(
   RESOLVE_OPTIONS,
@@ -40,7 +43,15 @@ export function parseResolveArgs(argv: string[]): ResolveArgs {
   if (values.help) return { help: true }
   atMost(positionals, 1, COMMAND, 'one image')
   if (positionals.length === 0) throw new DflattenError('usage', `give exactly one image; ${USAGE_LINE}`)
-  return { image: positionals[0], base: values.base, tag: values.tag, force: values.force, platform: values.platform, method: methodChoice(values.method) }
+  return {
+    image: positionals[0],
+    base: values.base,
+    ...selectionArgs(values, COMMAND),
+    tag: values.tag,
+    force: values.force,
+    platform: values.platform,
+    method: methodChoice(values.method),
+  }
 }
 
 export async function resolveCommand(argv: string[], settings: Settings): Promise<number> {

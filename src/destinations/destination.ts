@@ -111,8 +111,10 @@ export interface WriteResult {
 
 /** What a destination can tell about an earlier run's result, for the cache. */
 export interface CacheQuery {
-  /** The history comment the result's newest entry carries. */
+  /** The marker the result's newest history entry carries (see src/rerun.ts). */
   marker: string
+  /** The --message it carries with it. */
+  message?: string | null
   /** The base's diff ids: the result's first layers. */
   baseLayers: string[]
   compression: CompressionChoice

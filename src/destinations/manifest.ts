@@ -6,6 +6,7 @@ import { stableJson } from '../image-archive.js'
 import { sha256 } from '../layer-tar.js'
 import { compressionOf, DOCKER, OCI } from './layer.js'
 import type { CacheQuery, ManifestFormat } from './destination.js'
+import { isThisFlatten } from '../rerun.js'
 
 export interface BlobRef {
   mediaType: string
@@ -35,7 +36,7 @@ export function buildManifest(format: ManifestFormat, config: { digest: string; 
 
 interface StoredConfig {
   rootfs?: { diff_ids?: string[] }
-  history?: Array<{ comment?: string }>
+  history?: Array<{ comment?: string; created_by?: string }>
 }
 
 /**
@@ -50,7 +51,8 @@ export function isEarlierResult(manifestJson: Buffer, configJson: Buffer, q: Cac
     const top = m.layers?.[m.layers.length - 1]
     if (diffIds.length !== q.baseLayers.length + 1 || !q.baseLayers.every((d, i) => diffIds[i] === d)) return false
     if (!top?.mediaType || compressionOf(top.mediaType) !== q.compression.kind) return false
-    return c.history?.[c.history.length - 1]?.comment === q.marker
+    const last = c.history?.[c.history.length - 1]
+    return last !== undefined && isThisFlatten({ comment: last.comment ?? '', created_by: last.created_by ?? '' }, q)
   } catch {
     return false
   }

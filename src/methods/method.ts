@@ -24,6 +24,7 @@ import type { Settings } from '../settings.js'
 import type { Workspace } from '../workspace.js'
 import type { Diffed, ImageParts, Mounted, Plan } from '../plan.js'
 import type { BlobSource } from '../destinations/destination.js'
+import type { Reclaimed } from '../reclaim.js'
 
 export type { ImageParts }
 
@@ -31,6 +32,11 @@ export type { ImageParts }
 export interface MethodContext {
   signal?: AbortSignal
   settings: Settings
+  /**
+   * Set on a dry run: `entries` may keep what `reclaimed` needs (the save method's first pass is
+   * the only read of the layers' headers), and `reclaimed` lists this many of the largest files.
+   */
+  reclaimTop?: number
 }
 
 /**
@@ -46,9 +52,15 @@ export interface Probe {
   otherPlatform?: string
 }
 
-/** What `plan` may read from: the probe, and the base picked (null for scratch). */
+/** What `plan` may read from: the probe, and the base picked (null for scratch and `--layers`). */
 export interface PlanFacts extends Probe {
   base: ImageInspect | null
+  /**
+   * How many of the source's first layers the result keeps: the base's count, or with `--layers`
+   * (no base image) the layers below the squashed ones, whose history and descriptors then come
+   * from the source itself.
+   */
+  kept: number
 }
 
 /** Can the method work here? Either way, a reason for --verbose or the refusal. */
@@ -98,6 +110,11 @@ export interface Method<S = unknown> {
   layer(doc: Diffed<S>, ctx: MethodContext): LayerSource
   /** Where a destination reads base blobs it lacks; absent: `docker save` of the base (src/destinations/blobs.ts). */
   blobSource?(doc: Diffed<S>, ctx: MethodContext): BlobSource
+  /**
+   * A dry run's report, after `entries` and before the workspace goes: each squashed layer's tar
+   * size, and the files of the squashed layers that a later layer deleted or overwrote.
+   */
+  reclaimed?(doc: Diffed<S>, ctx: MethodContext): Promise<Reclaimed>
   /** Remove what it recorded in a workspace dir, before the dir goes; also for a killed run's. */
   cleanup?(dir: string): Promise<void>
 }

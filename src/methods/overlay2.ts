@@ -11,6 +11,7 @@ import { MEDIA_TYPES, type LayerDescriptor } from '../image-archive.js'
 import type { Diffed, Plan } from '../plan.js'
 import { readEntries } from '../entry.js'
 import { mountOverlay, workspaceDir, type Workspace } from '../workspace.js'
+import { historyUpToLayer, type HistoryEntry } from '../history.js'
 import type { Availability, ImageParts, LayerSource, PlanFacts, Probe } from './method.js'
 
 /** What resolve reads for a kernel method. */
@@ -61,15 +62,17 @@ async function baseDescriptors(info: DaemonInfo, layers: string[]): Promise<Laye
 }
 
 /** The exact configs, read from the daemon's image store, and where every layer lives. */
-export async function planFromStore({ info, source, base }: PlanFacts): Promise<StoreState> {
+export async function planFromStore({ info, source, base, kept }: PlanFacts): Promise<StoreState> {
   const config = JSON.parse(await readImageConfig(info, source.Id)) as Record<string, unknown>
   const baseConfig = base ? (JSON.parse(await readImageConfig(info, base.Id)) as { history?: unknown[] }) : null
   const dirs = layerDirs(source)
+  // With no base image (--layers), the kept layers' history is the source's own, cut after them.
+  const history = (config.history ?? []) as HistoryEntry[]
   return {
     config,
-    baseHistory: baseConfig?.history ?? [],
+    baseHistory: baseConfig ? (baseConfig.history ?? []) : historyUpToLayer(history, kept),
     layerDirs: dirs,
-    baseDescriptors: await baseDescriptors(info, base?.RootFS.Layers ?? []),
+    baseDescriptors: await baseDescriptors(info, (source.RootFS.Layers ?? []).slice(0, kept)),
   }
 }
 

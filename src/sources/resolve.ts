@@ -6,6 +6,8 @@
  * image's).
  */
 import { DflattenError } from '../errors.js'
+import { checkSelection, keptLayers } from '../select.js'
+import { flattenMarker, keptLayersOf } from '../rerun.js'
 import { DOC_VERSION, type Plan } from '../plan.js'
 import type { RegistryAccess, Settings } from '../settings.js'
 import { REGISTRY_METHOD, type RegistryState } from '../methods/registry/index.js'
@@ -25,6 +27,8 @@ export interface SourceOptions {
   platform?: string
   /** Keep all but the top N layers as the base (instead of naming one). */
   layers?: number
+  /** The new layer's history comment. */
+  message?: string
   signal?: AbortSignal
 }
 
@@ -49,13 +53,8 @@ async function read(ref: SourceRef, access: RegistryAccess, sessions: Sessions, 
 /** The base as the options or the image's annotations name it. */
 async function findBase(opts: SourceOptions, source: SourceRef, image: StoredImage, access: RegistryAccess, sessions: Sessions): Promise<Base> {
   const total = image.layers.length
-  if (opts.layers !== undefined) {
-    if (opts.base) throw new DflattenError('usage', '--layers and --base both say where the base ends; give one')
-    if (!Number.isInteger(opts.layers) || opts.layers < 1 || opts.layers > total) {
-      throw new DflattenError('usage', `--layers ${opts.layers}: ${opts.image} has ${total} layers`)
-    }
-    return { ref: null, image: null, count: total - opts.layers }
-  }
+  checkSelection(opts)
+  if (opts.layers !== undefined) return { ref: null, image: null, count: keptLayers(opts.layers, total, opts.image) }
   if (opts.base === 'scratch') return { ref: null, image: null, count: 0 }
   let baseRef: string
   let digest: string | undefined
@@ -113,7 +112,8 @@ export async function resolveSource(opts: SourceOptions): Promise<Plan<RegistryS
       baseLayers: base.count,
       baseHistoryLength: base.image ? (base.image.config.json.history ?? []).length : null,
     }
-    const onto = baseId ?? (base.count ? `its first ${base.count} layers` : 'scratch')
+    const from = base.image ? 'image' : base.count ? 'layers' : 'scratch'
+    const onto = from === 'layers' ? keptLayersOf(image.config.digest, base.count) : baseId
     return {
       dflatten: 'plan',
       version: DOC_VERSION,
@@ -127,9 +127,10 @@ export async function resolveSource(opts: SourceOptions): Promise<Plan<RegistryS
         layers: image.layers.map((l) => l.diffId),
         platform: image.platform,
       },
-      base: { ref: base.ref, id: baseId, layers: image.layers.slice(0, base.count).map((l) => l.diffId) },
+      base: { from, ref: base.ref, id: baseId, layers: image.layers.slice(0, base.count).map((l) => l.diffId) },
       target,
-      marker: `dflatten: flattened ${image.config.digest} onto ${onto} (${REGISTRY_METHOD})`,
+      marker: flattenMarker(image.config.digest, onto, REGISTRY_METHOD),
+      message: opts.message ?? null,
     }
   } finally {
     await Promise.all([...sessions.values()].map((s) => s.close().catch(() => undefined)))

@@ -15,6 +15,7 @@ import type { DaemonInfo } from '../docker.js'
 import { DflattenError } from '../errors.js'
 import { destroy } from '../cleanup.js'
 import { getMethod } from '../methods/index.js'
+import { entryFacts, newLayerEntry } from '../history.js'
 import type { Settings } from '../settings.js'
 import { methodContext } from './stream.js'
 
@@ -45,14 +46,7 @@ export function flattenedConfig(d: Diffed, diffId: string): object {
   return {
     ...d.image.config,
     rootfs: { type: 'layers', diff_ids: [...d.base.layers, diffId] },
-    history: [
-      ...d.image.baseHistory,
-      {
-        created,
-        created_by: `dflatten: ${d.source.layers.length - d.base.layers.length} layers squashed into one`,
-        comment: d.marker,
-      },
-    ],
+    history: [...d.image.baseHistory, newLayerEntry(entryFacts(d), created)],
   }
 }
 

@@ -4,21 +4,27 @@
  */
 import { Readable } from 'node:stream'
 import { DflattenError } from '../errors.js'
-import { daemonInfo, inspectImage, lastHistoryComment, taggedImages, type ImageInspect } from '../docker.js'
+import { daemonInfo, inspectImage, taggedImages, type ImageInspect } from '../docker.js'
+import { lastHistoryEntry } from '../history.js'
 import { pickSource } from '../source-platform.js'
 import { defaultTarget, isImageId, normaliseTarget, parseRef } from '../refs.js'
-import { flattenMarker, takesOwnName } from '../rerun.js'
+import { flattenMarker, keptLayersOf, takesOwnName } from '../rerun.js'
 import { pickMethod } from '../methods/index.js'
 import type { Settings } from '../settings.js'
-import { DOC_VERSION, type MethodChoice, type Plan } from '../plan.js'
+import { DOC_VERSION, type BaseSide, type MethodChoice, type Plan } from '../plan.js'
 import { isDaemonless } from '../sources/reference.js'
 import { resolveSource } from '../sources/resolve.js'
+import { checkSelection, keptLayers } from '../select.js'
 
 export interface ResolveOptions {
   /** The image to flatten: name, name:tag, repo@digest or id. */
   image: string
   /** The base to keep: an ancestor image, `scratch` for none, or unset for the nearest tagged. */
   base?: string
+  /** Squash the top N layers and keep the others as they are (docker-squash's way); not with `base`. */
+  layers?: number
+  /** The new layer's history comment (`docker history` shows it); part of what the cache matches. */
+  message?: string
   /** Name of the result; default `<repo>_flatten:<tag>`. */
   tag?: string
   /** Allow the result to take the source's own name. */
@@ -67,6 +73,7 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
   // docker:// and oci: images are read without the daemon (the registry method).
   if (isDaemonless(opts.image)) return resolveSource(opts)
   checkReference(opts.image, 'the image')
+  checkSelection(opts)
   if (opts.base) checkReference(opts.base, 'the base')
   const info = await daemonInfo()
   const picked = await pickSource(opts.image, await inspectImage(opts.image), opts.platform, info, opts.settings)
@@ -81,7 +88,11 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
 
   let base: ImageInspect | null = null
   let baseRef: string | null = null
-  if (opts.base === 'scratch') {
+  // --layers: the source's own first layers, which need no image of their own.
+  const kept = opts.layers === undefined ? null : keptLayers(opts.layers, layers.length, opts.image)
+  if (kept !== null) {
+    base = null
+  } else if (opts.base === 'scratch') {
     base = null
   } else if (opts.base) {
     base = await inspectImage(opts.base)
@@ -100,17 +111,20 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
   }
 
   const target = opts.tag ? normaliseTarget(opts.tag) : defaultTarget(opts.image, source.RepoTags ?? [])
-  const baseLayers = base ? layersOf(base) : []
+  const baseSide: BaseSide = base
+    ? { from: 'image', ref: baseRef, id: base.Id, layers: layersOf(base) }
+    : { from: kept ? 'layers' : 'scratch', ref: null, id: null, layers: layers.slice(0, kept ?? 0) }
+  const onto = baseSide.from === 'layers' ? keptLayersOf(source.Id, baseSide.layers.length) : (base?.Id ?? null)
   // The method is part of it: methods agree on the filesystem, not on the bytes, and a cache hit
   // must give the id this very command would build.
-  const marker = flattenMarker(source.Id, base?.Id ?? null, method.cacheKey(opts.settings ?? {}, info))
-  const comment = () => lastHistoryComment(source.Id)
-  const clash = { typed: opts.image, tags: source.RepoTags ?? [], target, layers, baseLayers, marker, comment }
+  const marker = flattenMarker(source.Id, onto, method.cacheKey(opts.settings ?? {}, info))
+  const entry = () => lastHistoryEntry(source.Id)
+  const clash = { typed: opts.image, tags: source.RepoTags ?? [], target, layers, baseLayers: baseSide.layers, marker, message: opts.message, entry }
   if (!opts.force && (await takesOwnName(clash))) {
     throw new DflattenError('name-clash', `the result's name ${target} is the image's own name; pick another with -t, or pass --force`)
   }
 
-  const state = await method.plan({ info, source, base, settings: opts.settings, otherPlatform: picked.otherPlatform }, { settings: opts.settings ?? {} })
+  const state = await method.plan({ info, source, base, kept: baseSide.layers.length, settings: opts.settings, otherPlatform: picked.otherPlatform }, { settings: opts.settings ?? {} })
   return {
     dflatten: 'plan',
     version: DOC_VERSION,
@@ -125,9 +139,10 @@ export async function resolve(opts: ResolveOptions): Promise<Plan> {
       platform: [source.Os, source.Architecture, source.Variant].filter(Boolean).join('/'),
       ...(picked.platforms.length > 1 ? { platforms: picked.platforms } : {}),
     },
-    base: { ref: baseRef, id: base?.Id ?? null, layers: baseLayers },
+    base: baseSide,
     target,
     marker,
+    message: opts.message ?? null,
   }
 }
 

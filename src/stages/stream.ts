@@ -13,11 +13,13 @@ export interface StageContext {
   signal?: AbortSignal
   /** The caller's tuning: work root, rsync, save content source. */
   settings?: Settings
+  /** A dry run: the method keeps this many of the largest reclaimed files (see MethodContext). */
+  reclaimTop?: number
 }
 
 /** What a stage hands its method. */
 export function methodContext(ctx: StageContext): MethodContext {
-  return { signal: ctx.signal, settings: ctx.settings ?? {} }
+  return { signal: ctx.signal, settings: ctx.settings ?? {}, ...(ctx.reclaimTop === undefined ? {} : { reclaimTop: ctx.reclaimTop }) }
 }
 
 export function objectStage<I, O>(fn: (input: I, ctx: StageContext) => Promise<O>, ctx: StageContext = {}): Transform {

@@ -104,7 +104,7 @@ t.test('refusals are one line with a code', async (t) => {
   await refuses(resolveSource({ image: `oci:${dir}/missing:x`, base: 'scratch' }), 'image-not-found', /not an OCI image layout/, 'a missing dir')
   await refuses(resolveSource({ image: `oci:${dir}:app-gzip`, base: 'dft-base:1' }), 'usage', /is a daemon image/, 'a daemon base for a daemonless image')
   await refuses(resolveSource({ image: `oci:${dir}:app-gzip`, base: 'scratch', tag: `oci:${dir}:app-gzip` }), 'name-clash', /own name/, 'the result over the original')
-  await refuses(resolveSource({ image: `oci:${dir}:app-gzip`, layers: 9 }), 'usage', /has 4 layers/, '--layers beyond the image')
+  await refuses(resolveSource({ image: `oci:${dir}:app-gzip`, layers: 9 }), 'usage', /has only 4 layers/, '--layers beyond the image')
   t.throws(() => parseSourceRef('docker://UPPER/x'), /not a valid registry reference/)
 
   // A damaged layer blob: found when pack reads it, not silently flattened.

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { mountOverlay, workspaceDir } from '../../workspace.js'
 import { DflattenError } from '../../errors.js'
 import type { Method } from '../method.js'
+import { classicTarBytes, reclaimedInDirs } from '../overlay2-reclaim.js'
 import { mountSourceView, overlay2Available, planFromStore, storeLayer, storeParts, type StoreState } from '../overlay2.js'
 import { copyDifference, upperDirEntries, type CopyViews } from './copy.js'
 
@@ -36,4 +37,10 @@ export const overlayCopy: Method<OverlayCopyState> = {
     return { entries: upperDirEntries(views.upper), image: storeParts(m.method.state), state: m.method.state }
   },
   layer: storeLayer,
+  async reclaimed(d, ctx) {
+    const { views, layerDirs } = d.method.state
+    if (!views) throw new DflattenError('bad-input', 'dflatten: the diffed document lacks its overlay views')
+    const kept = d.base.layers.length
+    return reclaimedInDirs(layerDirs, kept, views.sourceView, await classicTarBytes(d.daemon, d.source.layers, kept), ctx.reclaimTop)
+  },
 }

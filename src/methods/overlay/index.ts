@@ -6,6 +6,7 @@
 import { mountOverlay, workspaceDir } from '../../workspace.js'
 import { DflattenError } from '../../errors.js'
 import type { Method } from '../method.js'
+import { classicTarBytes, reclaimedInDirs } from '../overlay2-reclaim.js'
 import { mountSourceView, overlay2Available, planFromStore, storeLayer, storeParts, type StoreState } from '../overlay2.js'
 import { directEntries, type DirectViews } from './entries.js'
 
@@ -35,4 +36,10 @@ export const overlay: Method<OverlayState> = {
     return Promise.resolve({ entries: directEntries(views, layerDirs.slice(m.base.layers.length)), image: storeParts(m.method.state), state: m.method.state })
   },
   layer: storeLayer,
+  async reclaimed(d, ctx) {
+    const { views, layerDirs } = d.method.state
+    if (!views) throw new DflattenError('bad-input', 'dflatten: the diffed document lacks its overlay views')
+    const kept = d.base.layers.length
+    return reclaimedInDirs(layerDirs, kept, views.sourceView, await classicTarBytes(d.daemon, d.source.layers, kept), ctx.reclaimTop)
+  },
 }

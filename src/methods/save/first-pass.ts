@@ -29,6 +29,8 @@ export interface SavedLayer {
   /** The blob as the archive (and so the daemon) has it. */
   digest: string
   size: number
+  /** The layer's tar bytes (absent: the blob's own size, as it is not compressed). */
+  tarSize?: number
   gzip: boolean
   /** Order of arrival in the save stream. */
   position: number
@@ -99,15 +101,19 @@ class BlobIndex implements TarSink {
  * caught all the same: every file the new layer takes is checked, in pass 2, against the sha256
  * this pass records, and every header against its checksum.
  */
-async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ kept: IndexedEntry[]; size: number; digests?: BlobDigests }> {
+async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ kept: IndexedEntry[]; size: number; tarSize: number; digests?: BlobDigests }> {
   const index = new BlobIndex()
   const parser = new TarParser(index)
   if (gzip) {
     const blob = blobTar(body, gzip)
-    for await (const c of blob.tar) if (!parser.done) parser.write(c)
+    let tarSize = 0
+    for await (const c of blob.tar) {
+      tarSize += c.length
+      if (!parser.done) parser.write(c)
+    }
     parser.finish()
     const digests = await blob.digests()
-    return { kept: index.kept, size: digests.size, digests }
+    return { kept: index.kept, size: digests.size, tarSize, digests }
   }
   let size = 0
   for await (const c of body) {
@@ -115,7 +121,7 @@ async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ 
     if (!parser.done) parser.write(c)
   }
   parser.finish()
-  return { kept: index.kept, size }
+  return { kept: index.kept, size, tarSize: size }
 }
 
 /** Pass 1: index a `docker save` stream, keeping entries of the layers whose diff ids are in `keep`. */
@@ -139,9 +145,9 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
     const { head, all } = await peek(member.body(), 512)
     const gzip = isGzip(head)
     if (gzip || isTar(head)) {
-      const { kept, size, digests } = await indexBlob(all, gzip)
+      const { kept, size, tarSize, digests } = await indexBlob(all, gzip)
       // Filled in below for a blob that was not hashed.
-      index.layers.set(name, { member: name, diffId: digests?.diffId ?? '', digest: digests?.digest ?? '', size, gzip, position: position++ })
+      index.layers.set(name, { member: name, diffId: digests?.diffId ?? '', digest: digests?.digest ?? '', size, tarSize, gzip, position: position++ })
       blobs.set(name, kept)
     } else if (member.size <= MAX_JSON) {
       const chunks: Buffer[] = []

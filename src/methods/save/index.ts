@@ -19,6 +19,8 @@ import { removeWorkspaceContainer } from '../../workspace.js'
 import type { Settings } from '../../settings.js'
 import type { Mounted } from '../../plan.js'
 import type { Method } from '../method.js'
+import { historyUpToLayer } from '../../history.js'
+import { fromLayerListings, ReclaimTally, type Reclaimed } from '../../reclaim.js'
 import { indexSave, savedImage } from './first-pass.js'
 import { mergeLayers } from './merge.js'
 import { exportCanSupply, exportedLayer } from './export.js'
@@ -37,6 +39,8 @@ export interface SaveState {
    * second `docker save` when the export cannot supply it all; and why.
    */
   content?: { from: 'export' | 'save'; reason: string }
+  /** diff, on a dry run only: what flattening reclaims, from the first pass's headers. */
+  reclaimed?: Reclaimed
 }
 
 /** Whether pass 2 reads a second save whatever the layers hold: asked for, or export leaks here. */
@@ -71,13 +75,11 @@ function contentSource(entries: LayerEntry[], settings: Settings, daemon: Daemon
 export function baseHistory(history: Array<{ empty_layer?: boolean }>, length: number, k: number): unknown[] {
   const layersIn = (h: typeof history): number => h.filter((e) => !e.empty_layer).length
   if (length <= history.length && layersIn(history.slice(0, length)) === k) return history.slice(0, length)
-  let seen = 0
-  const cut = history.findIndex((e) => !e.empty_layer && ++seen === k)
-  return k === 0 ? [] : history.slice(0, cut + 1)
+  return historyUpToLayer(history, k)
 }
 
-/** Pass 1: index `docker save`, merge the layers above the base. */
-async function savedDifference(m: Mounted<SaveState>, signal?: AbortSignal) {
+/** Pass 1: index `docker save`, merge the layers above the base; on a dry run, what that reclaims. */
+async function savedDifference(m: Mounted<SaveState>, signal?: AbortSignal, reclaimTop?: number) {
   const above = new Set(m.source.layers.slice(m.base.layers.length))
   const save = dockerSave(m.source.id, signal, m.method.state.platform)
   const index = await indexSave(save.stdout, above, new Set(m.base.layers)).catch(async (e: unknown) => {
@@ -98,8 +100,15 @@ async function savedDifference(m: Mounted<SaveState>, signal?: AbortSignal) {
     image.layers.slice(k).map((layer) => ({ layer, entries: index.entries.get(layer.diffId) ?? [] })),
     index.base,
   )
+  let reclaimed: Reclaimed | undefined
+  if (reclaimTop !== undefined) {
+    const tally = new ReclaimTally(reclaimTop)
+    fromLayerListings(image.layers.slice(k).map((layer, i) => ({ layer: k + i, entries: index.entries.get(layer.diffId) ?? [] })), tally)
+    reclaimed = tally.result(image.layers.slice(k).map((l) => l.tarSize ?? l.size))
+  }
   return {
     entries,
+    reclaimed,
     image: {
       config,
       baseHistory: baseHistory(config.history ?? [], m.method.state.baseHistoryLength, k),
@@ -135,12 +144,12 @@ export const save: Method<SaveState> = {
   prepare: (plan) => Promise.resolve(plan.method.state),
   async entries(m, ctx) {
     if (!m.daemon) throw new DflattenError('refused-driver', 'the save method reads the image from a Docker daemon; this plan has none')
-    const found = await savedDifference(m, ctx.signal)
+    const found = await savedDifference(m, ctx.signal, ctx.reclaimTop)
     const content = contentSource(found.entries, ctx.settings, m.daemon)
     return {
       entries: found.entries,
       image: found.image,
-      state: { ...m.method.state, members: found.members, content },
+      state: { ...m.method.state, members: found.members, content, ...(found.reclaimed ? { reclaimed: found.reclaimed } : {}) },
       detail: `content from ${content.reason}`,
     }
   },
@@ -148,6 +157,11 @@ export const save: Method<SaveState> = {
     const { members, content } = d.method.state
     if (!d.entries || !members || !content) throw new DflattenError('bad-input', 'dflatten pack: the save method\'s diffed document lacks its entries')
     return content.from === 'export' ? exportedLayer(d, d.entries, ctx.signal) : savedLayer(d, d.entries, members, ctx.signal)
+  },
+  reclaimed(d) {
+    const found = d.method.state.reclaimed
+    if (!found) return Promise.reject(new DflattenError('bad-input', 'dflatten: the save method\'s diffed document lacks the dry run\'s findings'))
+    return Promise.resolve(found)
   },
   cleanup: removeWorkspaceContainer,
 }

@@ -6,7 +6,8 @@
  * at mount and removed with the work dir (view.ts). Nothing is written under containerd's root.
  */
 import { DflattenError, isDflattenError } from '../../errors.js'
-import { containerdFor, snapshotParents, storedImage, unreachable, type Containerd, type StoredImage } from '../../containerd.js'
+import { containerdFor, snapshotParents, storedImage, unreachable, type Containerd, type Descriptor, type StoredImage } from '../../containerd.js'
+import { historyUpToLayer, type HistoryEntry } from '../../history.js'
 import { platformOf } from '../../platform.js'
 import type { DaemonInfo, ImageInspect } from '../../docker.js'
 import type { Settings } from '../../settings.js'
@@ -15,6 +16,8 @@ import { overlay, type OverlayState } from '../overlay/index.js'
 import { storeParts } from '../overlay2.js'
 import { layerDirsOf, walkChain } from './chain.js'
 import { makeView, removeView } from './view.js'
+import { blobTarSize } from './tar-size.js'
+import { reclaimedInDirs } from '../overlay2-reclaim.js'
 
 export interface SnapshotsState extends OverlayState {
   containerd: Containerd
@@ -22,6 +25,8 @@ export interface SnapshotsState extends OverlayState {
   snapshotter: string
   /** mount: how many snapshots between the layers are not layers (containers' -init ones). */
   skipped?: number
+  /** The squashed layers' blobs in the content store, lowest first: a dry run counts their tars. */
+  squashedBlobs: Array<Pick<Descriptor, 'mediaType' | 'digest'>>
 }
 
 /** The daemon's containerd, checked: it answers and holds this very image, unpacked. */
@@ -62,16 +67,19 @@ export const snapshots: Method<SnapshotsState> = {
   largeHeap: false,
   available: snapshotsAvailable,
   cacheKey: () => 'snapshots',
-  async plan({ info, source, base }, ctx) {
+  async plan({ info, source, base, kept }, ctx) {
     const found = await inStore(info, source, ctx.settings)
     if (!found.ok) throw new DflattenError('refused-driver', `--method snapshots cannot work here: ${found.reason}`)
     const { c, stored } = found
-    const k = base?.RootFS.Layers?.length ?? 0
     const diffIds = source.RootFS.Layers ?? []
-    // The base's layers as this store keeps them (gzip blobs, as pulled): their real digests.
-    const baseDescriptors = stored.manifest.layers.slice(0, k).map((d, i) => ({ mediaType: d.mediaType, digest: d.digest, size: d.size, diffId: diffIds[i] }))
-    const baseHistory = base ? ((await storedImage(c, base.Id, platformOf(base))).config.history ?? []) : []
-    return { config: stored.config, baseHistory, baseDescriptors, layerDirs: [], containerd: c, snapshotter: info.driver }
+    // The kept layers as this store keeps them (gzip blobs, as pulled): their real digests.
+    const baseDescriptors = stored.manifest.layers.slice(0, kept).map((d, i) => ({ mediaType: d.mediaType, digest: d.digest, size: d.size, diffId: diffIds[i] }))
+    // With no base image (--layers), the kept layers' history is the source's own, cut after them.
+    const baseHistory = base
+      ? ((await storedImage(c, base.Id, platformOf(base))).config.history ?? [])
+      : historyUpToLayer((stored.config.history ?? []) as HistoryEntry[], kept)
+    const squashedBlobs = stored.manifest.layers.slice(kept).map((d) => ({ mediaType: d.mediaType, digest: d.digest }))
+    return { config: stored.config, baseHistory, baseDescriptors, layerDirs: [], containerd: c, snapshotter: info.driver, squashedBlobs }
   },
   async prepare(plan, ws, ctx) {
     const state = plan.method.state
@@ -90,5 +98,13 @@ export const snapshots: Method<SnapshotsState> = {
     return { ...d, image: storeParts(m.method.state), state: m.method.state, detail }
   },
   layer: (d, ctx) => overlay.layer(d, ctx),
+  // The overlay methods' report, on containerd's layer dirs; the tar sizes from the store's blobs.
+  async reclaimed(d, ctx) {
+    const { views, layerDirs, containerd, squashedBlobs } = d.method.state
+    if (!views) throw new DflattenError('bad-input', 'dflatten: the diffed document lacks its overlay views')
+    const tarBytes: number[] = []
+    for (const blob of squashedBlobs) tarBytes.push(await blobTarSize(containerd, blob, ctx.signal))
+    return reclaimedInDirs(layerDirs, d.base.layers.length, views.sourceView, tarBytes, ctx.reclaimTop)
+  },
   cleanup: removeView,
 }
