@@ -1,8 +1,9 @@
 // The snapshots method on Docker 26 with the containerd image store (scripts/docker26.sh): test
 // images made as a pull leaves them (gzip layers, through skopeo and docker load), flattened with
 // it and with save to the same filesystem as the original; its view snapshot gone after success,
-// a failing load, SIGTERM, and kill -9 + `dflatten cleanup`; and --platform on a two-platform
-// index assembled by hand. Set DFLATTEN_SKIP_DOCKER26=1 to leave these out.
+// a failing load, SIGINT, SIGTERM, and kill -9 + `dflatten cleanup` (and no lease of containerd's
+// left either); and --platform on a two-platform index assembled by hand. containerd-store.test.ts
+// has the other images and what is done with a result. Set DFLATTEN_SKIP_DOCKER26=1 to leave these out.
 import t from 'tap'
 import { execa } from 'execa'
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
@@ -13,38 +14,26 @@ import { BASE, buildCorner, buildSimple } from '../helpers/images.js'
 import { inspect, removeImage } from '../helpers/docker.js'
 import { compareFs, exportFs, readTar, type FsMap } from '../helpers/export.js'
 import { BIN, WORK_DIR, dflatten, waitFor } from '../helpers/cli.js'
-import { DOCKER26_LEFT_OUT, startDocker26 } from '../helpers/docker26.js'
+import { ctr, ctrdDaemon, ctrdEnv, pulled as pulledInto, views } from '../helpers/containerd-store.js'
+import { DOCKER26_LEFT_OUT } from '../helpers/docker26.js'
 
-const CTR = '/opt/dflatten-docker26/root/usr/bin/ctr'
-const ADDRESS = '/run/dflatten-d26-ctrd/containerd/containerd.sock'
-
-const d26 = await startDocker26()
-if (!d26) {
-  t.comment(DOCKER26_LEFT_OUT)
-} else {
-  t.ok(d26.containerd, d26.said)
-  if (d26.containerd) await run(d26.containerd)
-}
+const daemon = await ctrdDaemon()
+if (daemon === null) t.comment(DOCKER26_LEFT_OUT)
+else if (daemon.host === undefined) t.fail(daemon.skip ?? 'no Docker 26 daemon')
+else await run(daemon.host)
 
 async function run(host: string): Promise<void> {
   const scratch = await mkdtemp(join(tmpdir(), 'dft-ctrd-'))
   const workRoot = join(scratch, 'work')
   await mkdir(workRoot)
   t.teardown(() => rm(scratch, { recursive: true, force: true }))
-  const env = { DOCKER_HOST: host, DFLATTEN_CTR: CTR, DFLATTEN_CONTAINERD_ADDRESS: ADDRESS, DFLATTEN_TMPDIR: workRoot }
+  const env = ctrdEnv(host, workRoot)
   const onCtrd = { env: { ...process.env, DOCKER_HOST: host } }
-  const ctr = async (...args: string[]): Promise<string> => (await execa(CTR, ['-a', ADDRESS, '-n', 'moby', ...args])).stdout
-  const views = async (): Promise<string[]> => (await ctr('snapshots', 'ls')).split('\n').filter((l) => l.includes('dflatten-view-'))
+  const leases = async (): Promise<string> => ctr('leases', 'ls')
   const workDirs = async (): Promise<string[]> => readdir(workRoot)
   const mounts = async (): Promise<string[]> => (await readFile('/proc/mounts', 'utf8')).split('\n').filter((l) => WORK_DIR.test(l) && l.includes(workRoot))
 
-  // As a pull leaves them: gzip layers in the content store, unpacked by docker load.
-  async function pulled(ref: string, name: string): Promise<string> {
-    const file = join(scratch, `${name}.tar`)
-    await execa('skopeo', ['copy', '-q', '--dest-compress', '--dest-compress-format', 'gzip', `docker-daemon:${ref}`, `oci-archive:${file}:docker.io/library/${name}:1`], { env: { ...process.env, DOCKER_HOST: '' } })
-    await execa('docker', ['load', '-i', file], onCtrd)
-    return `${name}:1`
-  }
+  const pulled = (ref: string, name: string): Promise<string> => pulledInto(ref, name, scratch, host)
 
   // Built on the default daemon, then carried over.
   const refs = [await buildSimple(), await buildCorner()]
@@ -58,6 +47,7 @@ async function run(host: string): Promise<void> {
     delete process.env.DOCKER_HOST
   })
   const before = await views()
+  const leasesBefore = await leases()
 
   t.test('the same filesystem as the original, with snapshots, save and auto', async (t) => {
     for (const ref of images) {
@@ -78,6 +68,7 @@ async function run(host: string): Promise<void> {
       }
     }
     t.same(await views(), before, 'no view snapshot left')
+    t.same(await leases(), leasesBefore, 'no lease left')
     t.same(await workDirs(), [], 'no work dir left')
   })
 
@@ -109,11 +100,12 @@ async function run(host: string): Promise<void> {
     })
     t.equal(r.exitCode, 1, r.stderr)
     t.same(await views(), before)
+    t.same(await leases(), leasesBefore)
     t.same(await workDirs(), [])
     t.same(await mounts(), [])
   })
 
-  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGKILL'] as const) {
     t.test(`the view is gone after ${signal}${signal === 'SIGKILL' ? ' and dflatten cleanup' : ''}`, async (t) => {
       const pidFile = join(scratch, `load-${signal}.pid`)
       const docker = await fakeDocker(`docker-hang-${signal}`, `echo $$ > ${pidFile}; exec sleep 120`)
@@ -122,7 +114,7 @@ async function run(host: string): Promise<void> {
       t.ok(await waitFor(async () => (await readFile(pidFile, 'utf8').catch(() => '')) !== ''), 'pack reached docker load')
       child.kill(signal)
       const r = await child
-      if (signal === 'SIGTERM') t.equal(r.exitCode, 143, r.stderr)
+      if (signal !== 'SIGKILL') t.equal(r.exitCode, signal === 'SIGINT' ? 130 : 143, r.stderr)
       else {
         await execa('kill', ['-9', (await readFile(pidFile, 'utf8')).trim()], { reject: false })
         t.equal((await views()).length, before.length + 1, 'kill -9 leaves the view')
@@ -130,6 +122,7 @@ async function run(host: string): Promise<void> {
         t.equal(c.exitCode, 0, c.stderr)
       }
       t.same(await views(), before, 'no view snapshot left')
+      t.same(await leases(), leasesBefore, 'no lease left')
       t.same(await workDirs(), [])
       t.same(await mounts(), [])
     })

@@ -7,13 +7,13 @@ import { execa } from 'execa'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { imageExists, inspect, removeImage } from '../helpers/docker.js'
 import { compareFs, exportFs } from '../helpers/export.js'
 import { dflatten } from '../helpers/cli.js'
 import { buildSquash, CACHE_FILE, historyOf, SQUASH } from './squash-images.js'
+import { ctrdDaemon } from '../helpers/containerd-store.js'
+import { DOCKER26_LEFT_OUT } from '../helpers/docker26.js'
 
-const SCRIPT = fileURLToPath(new URL('../../scripts/docker26.sh', import.meta.url))
 const CTR = '/opt/dflatten-docker26/root/usr/bin/ctr'
 const ADDRESS = '/run/dflatten-d26-ctrd/containerd/containerd.sock'
 const METHODS = ['snapshots', 'save']
@@ -26,14 +26,10 @@ interface Report {
   squashed: Array<{ layer: number; bytes: number }>
 }
 
-if (process.env.DFLATTEN_SKIP_DOCKER26 === '1') {
-  t.comment('DFLATTEN_SKIP_DOCKER26=1: Docker 26 daemons left out')
-} else {
-  const start = await execa('bash', [SCRIPT, 'start'], { reject: false })
-  const host = /export DFLATTEN_D26_CTRD_HOST=(\S+)/.exec(start.stdout)?.[1]
-  t.ok(host, `docker26.sh start: ${start.stderr.split('\n').slice(-3).join(' ')}`)
-  if (host) await run(host)
-}
+const daemon = await ctrdDaemon()
+if (daemon === null) t.comment(DOCKER26_LEFT_OUT)
+else if (daemon.host === undefined) t.fail(daemon.skip ?? 'no Docker 26 daemon')
+else await run(daemon.host)
 
 async function run(host: string): Promise<void> {
   const scratch = await mkdtemp(join(tmpdir(), 'dft-sq-ctrd-'))
