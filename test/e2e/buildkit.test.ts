@@ -7,7 +7,7 @@ import { execa } from 'execa'
 import { compareFs, configOf, exportFs } from '../helpers/export.js'
 import { inspect, removeImage } from '../helpers/docker.js'
 import { dflatten, leftovers } from '../helpers/cli.js'
-import { buildSquash, CACHE_FILE, historyOf, SQUASH_KIT } from './squash-images.js'
+import { buildSquash, CACHE_FILE, historyOf, SQUASH_KIT } from '../helpers/squash-images.js'
 
 const script = fileURLToPath(new URL('../../scripts/buildx.sh', import.meta.url))
 const buildx = await execa('bash', [script], { reject: false })

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { imageExists, inspect, removeImage } from '../helpers/docker.js'
 import { compareFs, exportFs } from '../helpers/export.js'
 import { dflatten } from '../helpers/cli.js'
-import { buildSquash, CACHE_FILE, historyOf, SQUASH } from './squash-images.js'
+import { buildSquash, CACHE_FILE, historyOf, SQUASH } from '../helpers/squash-images.js'
 import { ctrdDaemon } from '../helpers/containerd-store.js'
 import { DOCKER26_LEFT_OUT } from '../helpers/docker26.js'
 

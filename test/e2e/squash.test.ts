@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { compareFs, configOf, exportFs } from '../helpers/export.js'
 import { docker, imageExists, inspect, removeImage } from '../helpers/docker.js'
 import { chain, dflatten, leftovers } from '../helpers/cli.js'
-import { buildSquash, CACHE_FILE, historyOf, OVERWRITTEN, SQUASH } from './squash-images.js'
+import { buildSquash, CACHE_FILE, historyOf, OVERWRITTEN, SQUASH } from '../helpers/squash-images.js'
 
 const METHODS = ['overlay', 'overlay-copy', 'save']
 const source = await buildSquash(SQUASH, false)

@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { buildBase } from '../helpers/images.js'
+import { buildBase } from './images.js'
 
 export const SQUASH = 'dft-squash:1'
 export const SQUASH_KIT = 'dft-squash-kit:1'
