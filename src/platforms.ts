@@ -35,7 +35,7 @@ export async function flattenPlatforms(opts: FlattenOptions, found: SourceIndex,
   const names = found.platforms.map((d) => [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join('/'))
   const dropped = found.index.manifests.filter(isAttestation).length
   log(
-    `${opts.image} is an index of ${names.length} platforms (${names.join(', ')}); each is flattened and the result is an index` +
+    `${opts.image} is an index of ${names.length} platform${names.length === 1 ? '' : 's'} (${names.join(', ')}); each is flattened and the result is an index` +
       (dropped ? `; ${dropped} attestation manifest${dropped === 1 ? '' : 's'} left out` : ''),
   )
   const results: Array<FlattenResult & { platform: string }> = []

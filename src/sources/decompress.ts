@@ -42,6 +42,14 @@ async function* unzstd(source: AsyncIterable<Buffer>, signal?: AbortSignal): Asy
   }
 }
 
+/** gunzip's output; the blob failing (a connection cut) fails it too: pipe() alone would leave that error unhandled. */
+function gunzip(blob: AsyncIterable<Buffer>): Readable {
+  const source = Readable.from(blob)
+  const out = createGunzip()
+  source.on('error', (e) => out.destroy(e))
+  return source.pipe(out)
+}
+
 /** The tar bytes of layer `d`, read once from `source`; fails at the end unless they hash to `d.diffId`. */
 export async function* layerTar(source: BlobSource, d: LayerDescriptor, what: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
   const blob = (await source.open(d, signal))[Symbol.asyncIterator]() as AsyncIterator<Buffer>
@@ -52,7 +60,7 @@ export async function* layerTar(source: BlobSource, d: LayerDescriptor, what: st
     for (let r = await blob.next(); !r.done; r = await blob.next()) yield r.value
   }
   const codec = codecOf(d.mediaType, head.length >= 4 ? head : Buffer.concat([head, Buffer.alloc(4)]))
-  const tar: AsyncIterable<Buffer> = codec === 'gzip' ? Readable.from(all()).pipe(createGunzip()) : codec === 'zstd' ? unzstd(all(), signal) : all()
+  const tar: AsyncIterable<Buffer> = codec === 'gzip' ? gunzip(all()) : codec === 'zstd' ? unzstd(all(), signal) : all()
   const hash = createHash('sha256')
   try {
     for await (const c of tar) {

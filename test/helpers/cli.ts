@@ -19,8 +19,9 @@ export async function dflatten(args: string[], opts: { env?: Record<string, stri
 }
 
 /** Start the CLI without waiting, to signal it mid-run. */
-export function spawnDflatten(args: string[]): ResultPromise {
-  return execa(BIN, args, { reject: false })
+export function spawnDflatten(args: string[], opts: { env?: Record<string, string> } = {}): ResultPromise {
+  // No SIGKILL 5 s after a SIGTERM (execa's default): the run's own cleanup may take that long.
+  return execa(BIN, args, { reject: false, env: opts.env, forceKillAfterDelay: false })
 }
 
 /** A shell pipeline of stage commands, e.g. `resolve X | mount | diff | pack | load`. */

@@ -1,13 +1,13 @@
 // Real registries for the registry tests: Debian's docker-registry (distribution 2.8) on
 // 127.0.0.1 with a free port and a temp root, plain HTTP, TLS + htpasswd, or token auth with a
 // tiny token server here that signs RS256 JWTs with an x5c chain. Also a TCP proxy that cuts
-// connections after N bytes. Everything is stopped and removed by `stop()`.
+// connections after N bytes (or stalls them). Everything is stopped and removed by `stop()`.
 import type { Test } from 'tap'
 import { execa, type ResultPromise } from 'execa'
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http'
 import { createServer as createTcpServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net'
 import { createSign, X509Certificate } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -243,22 +243,57 @@ export interface CuttingProxy {
   cutAfter: number
   /** Bytes passed from clients to the registry so far, all connections. */
   toRegistry: number
+  /**
+   * Bytes a client may send on one connection before it is cut (`cut`) or left hanging, its
+   * bytes no longer passed on (`stall`, a registry that stops reading); null: no limit.
+   */
+  upLimit: { bytes: number; then: 'cut' | 'stall' } | null
+  /** Bytes per second a client may send on one connection (a slow link); null: as fast as it goes. */
+  upRate: number | null
   stop(): Promise<void>
 }
 
 /**
  * A TCP proxy to `target` that passes requests through and cuts each connection once more than
- * `cutAfter` bytes came back from the registry on it (0 cuts nothing).
+ * `cutAfter` bytes came back from the registry on it (0 cuts nothing), or once the client sent
+ * more than `upLimit` on it (cut, or stalled); `upRate` slows what clients send.
  */
 export async function startCuttingProxy(target: number, cutAfter = 0): Promise<CuttingProxy> {
   const sockets = new Set<Socket>()
-  const proxy: CuttingProxy = { host: '', cutAfter, toRegistry: 0, stop: async () => undefined }
+  const proxy: CuttingProxy = { host: '', cutAfter, toRegistry: 0, upLimit: null, upRate: null, stop: async () => undefined }
   const server = createTcpServer((client) => {
     const upstream = tcpConnect(target, '127.0.0.1')
     sockets.add(client).add(upstream)
     let n = 0
-    client.on('data', (d: Buffer) => (proxy.toRegistry += d.length))
-    client.pipe(upstream)
+    let up = 0
+    client.on('data', (d: Buffer) => {
+      const limit = proxy.upLimit
+      if (limit && up + d.length > limit.bytes) {
+        const part = d.subarray(0, Math.max(0, limit.bytes - up))
+        up = limit.bytes
+        proxy.toRegistry += part.length
+        upstream.write(part)
+        // A stalled connection reads nothing more: the client's sends back up as they would.
+        if (limit.then === 'stall') client.pause()
+        else {
+          client.destroy()
+          upstream.destroy()
+        }
+        return
+      }
+      up += d.length
+      proxy.toRegistry += d.length
+      // As pipe() would: stop reading the client while the registry's side is full.
+      if (!upstream.write(d)) client.pause()
+      else if (proxy.upRate) {
+        client.pause()
+        setTimeout(() => client.resume(), (1000 * d.length) / proxy.upRate)
+      }
+    })
+    upstream.on('drain', () => {
+      if (!proxy.upLimit || up < proxy.upLimit.bytes) client.resume()
+    })
+    client.on('end', () => upstream.end())
     upstream.on('data', (d: Buffer) => {
       if (proxy.cutAfter > 0 && n + d.length > proxy.cutAfter) {
         client.write(d.subarray(0, Math.max(0, proxy.cutAfter - n)))
@@ -288,6 +323,21 @@ export async function startCuttingProxy(target: number, cutAfter = 0): Promise<C
       server.close(() => r())
     })
   return proxy
+}
+
+/**
+ * The upload sessions a repository still has in the registry's storage: those with data or a
+ * start time (distribution 2.8 leaves an empty hash state file behind a cancelled one).
+ */
+export async function uploadsLeft(r: TestRegistry, repo: string): Promise<string[]> {
+  const dir = join(r.root, 'data/docker/registry/v2/repositories', repo, '_uploads')
+  const names = await readdir(dir).catch(() => [] as string[])
+  const left: string[] = []
+  for (const n of names) {
+    const inside = await readdir(join(dir, n)).catch(() => [] as string[])
+    if (inside.includes('data') || inside.includes('startedat')) left.push(n)
+  }
+  return left
 }
 
 /** A temp dir removed by the returned function. */

@@ -3,33 +3,16 @@
 // chunks, cancelled uploads, indexes, and the failures that must each be one line.
 import t from 'tap'
 import { Readable } from 'node:stream'
-import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { connect, parseRegistryRef, parseManifest, findPlatform, MEDIA_TYPES, sha256, type RegistryClient, type ConnectOptions } from '../../../src/registry/index.js'
-import { failsWith, startCuttingProxy, freePort, useRegistry, type TestRegistry } from '../../helpers/registry.js'
+import { failsWith, startCuttingProxy, freePort, uploadsLeft, useRegistry } from '../../helpers/registry.js'
 import { makeImage, pushImage, sha } from '../../helpers/registry-image.js'
 
 const fast: ConnectOptions = { retries: { attempts: 3, baseMillis: 50, maxMillis: 2000 } }
 const reg = await useRegistry(t)
 const open = (path: string, opts: ConnectOptions = {}): Promise<RegistryClient> => connect(parseRegistryRef(`docker://${reg.host}/${path}`), { ...fast, ...opts })
-
-/**
- * The upload sessions a repository still has in the registry's storage: those with data or a
- * start time (distribution 2.8 leaves an empty hash state file behind a cancelled one).
- */
-async function uploadsLeft(r: TestRegistry, repo: string): Promise<string[]> {
-  const dir = join(r.root, 'data/docker/registry/v2/repositories', repo, '_uploads')
-  const names = await readdir(dir).catch(() => [] as string[])
-  const left: string[] = []
-  for (const n of names) {
-    const inside = await readdir(join(dir, n)).catch(() => [] as string[])
-    if (inside.includes('data') || inside.includes('startedat')) left.push(n)
-  }
-  return left
-}
 
 /** Read a stream to its end. */
 async function collect(s: Readable): Promise<Buffer> {
