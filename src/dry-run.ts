@@ -39,8 +39,11 @@ export interface DryRunReport {
   /** Files of the squashed layers that a later layer deleted or overwrote: how many, their content bytes. */
   reclaimedFiles: number
   reclaimedFileBytes: number
-  /** The largest of them, largest first; `layer` is its layer's CREATED BY, cut to 60 characters. */
-  reclaimed: Array<{ path: string; bytes: number; layer: string }>
+  /**
+   * The largest of them, largest first; `layer` is its layer's CREATED BY, cut to 60 characters.
+   * A directory a later layer deleted whole is one item (its path ends in `/`, `files` says how many).
+   */
+  reclaimed: Array<{ path: string; bytes: number; layer: string; files?: number }>
   timings: Record<string, number>
 }
 
@@ -59,7 +62,7 @@ function report(plan: Plan, found: Reclaimed, layerBytes: number, history: Histo
     reclaimedBytes: squashedBytes - layerBytes,
     reclaimedFiles: found.files,
     reclaimedFileBytes: found.bytes,
-    reclaimed: found.top.map((f) => ({ path: f.path, bytes: f.bytes, layer: labels[f.layer] ?? `layer ${f.layer + 1}` })),
+    reclaimed: found.top.map((f) => ({ path: f.path, bytes: f.bytes, layer: labels[f.layer] ?? `layer ${f.layer + 1}`, ...(f.files === undefined ? {} : { files: f.files }) })),
     timings,
   }
 }

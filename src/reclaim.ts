@@ -9,12 +9,18 @@
  */
 import { WHITEOUT_PREFIX, OPAQUE_MARKER } from './whiteout.js'
 
-/** One file the result drops: its path (with a leading /), content bytes, the layer that added it. */
+/**
+ * One item the result drops: a file, or a directory a later layer deleted whole (its path ends in
+ * `/`: a build cache is one item, not a thousand small ones); its content bytes, the layer that
+ * added it.
+ */
 export interface ReclaimedFile {
   path: string
   bytes: number
   /** Index of that layer in the source's layers (0 is the lowest). */
   layer: number
+  /** For a directory: how many of its files that layer added. */
+  files?: number
 }
 
 /** What a method reports for a dry run. */
@@ -43,7 +49,7 @@ export class ReclaimTally {
   constructor(private readonly limit: number) {}
 
   add(f: ReclaimedFile): void {
-    this.files++
+    this.files += f.files ?? 1
     this.bytes += f.bytes
     if (this.limit <= 0) return
     const last = this.kept.at(-1)
@@ -61,6 +67,22 @@ export class ReclaimTally {
 
   result(layerBytes: number[]): Reclaimed {
     return { layerBytes, top: [...this.kept], files: this.files, bytes: this.bytes }
+  }
+}
+
+/** Directories deleted whole, summed per layer, then handed to the tally as one item each. */
+export class DeletedDirs {
+  private readonly dirs = new Map<string, ReclaimedFile>()
+  add(dir: string, layer: number, bytes: number): void {
+    const key = `${layer}\0${dir}`
+    const d = this.dirs.get(key) ?? { path: dir.endsWith('/') ? dir : dir + '/', bytes: 0, layer, files: 0 }
+    d.bytes += bytes
+    d.files = (d.files ?? 0) + 1
+    this.dirs.set(key, d)
+  }
+  into(tally: ReclaimTally): void {
+    for (const d of this.dirs.values()) tally.add(d)
+    this.dirs.clear()
   }
 }
 
@@ -90,19 +112,29 @@ export function fromLayerListings(layers: Array<{ layer: number; entries: Listed
   // What the layers above the one being read hold, and where they hide everything below.
   const held = new Set<string>()
   const hides = new Set<string>()
-  const hidden = (p: string): boolean => {
-    if (held.has(p)) return true
-    for (let dir = parentOf(p); ; dir = parentOf(dir)) {
-      if (hides.has(dir)) return true
-      if (dir === '') return false
+  // Of those, the paths where no directory is left at all (a whiteout, a non-directory).
+  const gone = new Set<string>()
+  const deleted = new DeletedDirs()
+  /** Whether a higher layer hides `p`, and the highest directory above it that is gone whole. */
+  const hidden = (p: string): { hidden: boolean; dir: string | null } => {
+    let dir: string | null = null
+    let found = held.has(p)
+    for (let d = parentOf(p); d !== ''; d = parentOf(d)) {
+      if (hides.has(d)) found = true
+      if (gone.has(d)) dir = d
     }
+    return { hidden: found, dir }
   }
   for (const { layer, entries } of [...layers].reverse()) {
     for (const e of entries) {
       if (e.type !== '0') continue
       const p = e.name.toString('latin1')
       const base = p.slice(p.lastIndexOf('/') + 1)
-      if (!base.startsWith(WHITEOUT_PREFIX) && hidden(p)) tally.add({ path: display(p), bytes: e.size, layer })
+      if (base.startsWith(WHITEOUT_PREFIX)) continue
+      const h = hidden(p)
+      if (!h.hidden) continue
+      if (h.dir !== null) deleted.add(display(h.dir), layer, e.size)
+      else tally.add({ path: display(p), bytes: e.size, layer })
     }
     for (const e of entries) {
       const p = e.name.toString('latin1')
@@ -110,13 +142,18 @@ export function fromLayerListings(layers: Array<{ layer: number; entries: Listed
       if (base === OPAQUE_MARKER) {
         hides.add(parentOf(p))
       } else if (base.startsWith(WHITEOUT_PREFIX)) {
-        const gone = (parentOf(p) ? parentOf(p) + '/' : '') + base.slice(WHITEOUT_PREFIX.length)
-        held.add(gone)
-        hides.add(gone)
+        const whited = (parentOf(p) ? parentOf(p) + '/' : '') + base.slice(WHITEOUT_PREFIX.length)
+        held.add(whited)
+        hides.add(whited)
+        gone.add(whited)
       } else if (p !== '') {
         held.add(p)
-        if (e.type !== '5') hides.add(p)
+        if (e.type !== '5') {
+          hides.add(p)
+          gone.add(p)
+        }
       }
     }
   }
+  deleted.into(tally)
 }

@@ -76,10 +76,11 @@ export function renderDryRun(r: DryRunReport, tty: boolean): string {
     [1],
   )
   const files = r.reclaimed.length
-    ? table([['SIZE', 'PATH', 'ADDED BY'], ...r.reclaimed.map((f) => [mb(f.bytes), f.path, f.layer])], [0])
+    ? table([['SIZE', 'PATH', 'ADDED BY'], ...r.reclaimed.map((f) => [mb(f.bytes), f.files === undefined ? f.path : `${f.path} (${f.files} files)`, f.layer])], [0])
     : ['no file of the squashed layers is deleted or overwritten by a later one']
-  const more = r.reclaimedFiles > r.reclaimed.length ? [`(${r.reclaimed.length} largest of ${r.reclaimedFiles} files, ${mb(r.reclaimedFileBytes)} in all)`] : []
-  return [...head, '', ...layers, '', ...sums, '', 'largest files deleted or overwritten by a later layer:', ...files, ...more].join('\n')
+  const listed = r.reclaimed.reduce((n, f) => n + (f.files ?? 1), 0)
+  const more = r.reclaimedFiles > listed ? [`(the ${r.reclaimed.length} largest items: ${listed} of ${r.reclaimedFiles} files, ${mb(r.reclaimedFileBytes)} in all)`] : []
+  return [...head, '', ...layers, '', ...sums, '', 'largest files and deleted dirs a later layer removed or overwrote:', ...files, ...more].join('\n')
 }
 
 export interface DryRunArgs {

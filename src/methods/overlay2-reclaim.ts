@@ -9,7 +9,7 @@ import { lstatSync, readdirSync, type BigIntStats } from 'node:fs'
 import { chainIds, layerTarSize } from '../docker-store.js'
 import type { DaemonInfo } from '../docker.js'
 import { DflattenError } from '../errors.js'
-import { ReclaimTally, DEFAULT_TOP, type Reclaimed } from '../reclaim.js'
+import { DeletedDirs, ReclaimTally, DEFAULT_TOP, type Reclaimed } from '../reclaim.js'
 import { joinPath } from './stat.js'
 
 function lstatOrNull(p: Buffer): BigIntStats | null {
@@ -21,16 +21,21 @@ function lstatOrNull(p: Buffer): BigIntStats | null {
   }
 }
 
-/** One squashed layer dir's files that the view no longer shows. */
+/**
+ * One squashed layer dir's files that the view no longer shows; under a directory the view lacks
+ * (deleted, or replaced by a non-directory), summed as that one directory.
+ */
 function walkLayer(dir: string, view: string, layer: number, tally: ReclaimTally): void {
   const root = Buffer.from(dir + '/')
   const seen = new Set<bigint>()
   const viewRoot = Buffer.from(view + '/')
-  const walk = (rel: Buffer | null): void => {
+  const deleted = new DeletedDirs()
+  const walk = (rel: Buffer | null, goneDir: string | null): void => {
     for (const d of readdirSync(rel ? Buffer.concat([root, rel]) : root, { withFileTypes: true, encoding: 'buffer' })) {
       const path = joinPath(rel, d.name)
       if (d.isDirectory()) {
-        walk(path)
+        const there = goneDir === null ? lstatOrNull(Buffer.concat([viewRoot, path])) : null
+        walk(path, goneDir ?? (there?.isDirectory() ? null : '/' + path.toString('utf8')))
         continue
       }
       if (!d.isFile()) continue
@@ -40,11 +45,16 @@ function walkLayer(dir: string, view: string, layer: number, tally: ReclaimTally
         if (seen.has(st.ino)) continue
         seen.add(st.ino)
       }
+      if (goneDir !== null) {
+        deleted.add(goneDir, layer, Number(st.size))
+        continue
+      }
       const now = lstatOrNull(Buffer.concat([viewRoot, path]))
       if (now?.ino !== st.ino) tally.add({ path: '/' + path.toString('utf8'), bytes: Number(st.size), layer })
     }
   }
-  walk(null)
+  walk(null, null)
+  deleted.into(tally)
 }
 
 /**

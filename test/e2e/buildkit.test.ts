@@ -7,7 +7,7 @@ import { execa } from 'execa'
 import { compareFs, configOf, exportFs } from '../helpers/export.js'
 import { inspect, removeImage } from '../helpers/docker.js'
 import { dflatten, leftovers } from '../helpers/cli.js'
-import { buildSquash, CACHE_FILE, historyOf, SQUASH_KIT } from '../helpers/squash-images.js'
+import { buildSquash, CACHE_DIR, historyOf, SQUASH_KIT } from '../helpers/squash-images.js'
 
 const script = fileURLToPath(new URL('../../scripts/buildx.sh', import.meta.url))
 const buildx = await execa('bash', [script], { reject: false })
@@ -38,7 +38,7 @@ if (buildx.exitCode !== 0) {
       const dry = await dflatten([source, '--layers', '3', '--dry-run', '--json', '-m', method])
       t.equal(dry.exitCode, 0, dry.stderr)
       const rep = JSON.parse(dry.stdout) as { reclaimed: Array<{ path: string; bytes: number; layer: string }> }
-      t.same(rep.reclaimed[0]?.path, CACHE_FILE.path, 'the dry run lists the deleted build cache first')
+      t.same(rep.reclaimed[0]?.path, CACHE_DIR, 'the dry run lists the deleted build cache first')
       t.match(rep.reclaimed[0]?.layer, /^RUN \/bin\/sh -c mkdir -p \/root\/.cache/, "with BuildKit's CREATED BY")
       await removeImage(target)
     })

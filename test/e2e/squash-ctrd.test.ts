@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { imageExists, inspect, removeImage } from '../helpers/docker.js'
 import { compareFs, exportFs } from '../helpers/export.js'
 import { dflatten } from '../helpers/cli.js'
-import { buildSquash, CACHE_FILE, historyOf, SQUASH } from '../helpers/squash-images.js'
+import { buildSquash, CACHE_DIR, CACHE_FILE, historyOf, SQUASH } from '../helpers/squash-images.js'
 import { ctrdDaemon } from '../helpers/containerd-store.js'
 import { DOCKER26_LEFT_OUT } from '../helpers/docker26.js'
 
@@ -22,7 +22,7 @@ interface Report {
   layerBytes: number
   squashedBytes: number
   reclaimedBytes: number
-  reclaimed: Array<{ path: string; bytes: number; layer: string }>
+  reclaimed: Array<{ path: string; bytes: number; layer: string; files?: number }>
   squashed: Array<{ layer: number; bytes: number }>
 }
 
@@ -91,7 +91,7 @@ async function run(host: string): Promise<void> {
       t.equal(rep.layerBytes, realBytes[method], "the new layer's size is the real run's layerBytes")
       t.equal(rep.squashed.length, 3)
       t.equal(rep.reclaimedBytes, rep.squashedBytes - rep.layerBytes)
-      t.same(rep.reclaimed[0], { path: CACHE_FILE.path, bytes: CACHE_FILE.bytes, layer: rep.reclaimed[0]?.layer }, 'the deleted build cache comes first, at its size')
+      t.same(rep.reclaimed[0], { path: CACHE_DIR, bytes: CACHE_FILE.bytes, layer: rep.reclaimed[0]?.layer, files: 1 }, 'the deleted build cache comes first, at its size')
       t.notOk(await imageExists('dftq-sq-dry:1'), 'nothing is tagged')
       reports[method] = rep
       t.same(await views(), before, 'no view snapshot left')

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { compareFs, configOf, exportFs } from '../helpers/export.js'
 import { docker, imageExists, inspect, removeImage } from '../helpers/docker.js'
 import { chain, dflatten, leftovers } from '../helpers/cli.js'
-import { buildSquash, CACHE_FILE, historyOf, OVERWRITTEN, SQUASH } from '../helpers/squash-images.js'
+import { buildSquash, CACHE_DIR, CACHE_FILE, historyOf, OVERWRITTEN, SQUASH } from '../helpers/squash-images.js'
 
 const METHODS = ['overlay', 'overlay-copy', 'save']
 const source = await buildSquash(SQUASH, false)
@@ -95,7 +95,7 @@ interface Report {
   layerBytes: number
   squashedBytes: number
   reclaimedBytes: number
-  reclaimed: Array<{ path: string; bytes: number; layer: string }>
+  reclaimed: Array<{ path: string; bytes: number; layer: string; files?: number }>
   squashed: Array<{ layer: number; bytes: number }>
 }
 
@@ -121,7 +121,7 @@ for (const method of METHODS) {
     t.equal(all.exitCode, 0, all.stderr)
     const full = JSON.parse(all.stdout) as Report
     t.equal(full.reclaimed.length, 3, '--top 3 lists three')
-    t.same(full.reclaimed[0], { path: CACHE_FILE.path, bytes: CACHE_FILE.bytes, layer: full.reclaimed[0]?.layer }, 'the deleted build cache comes first, at its size')
+    t.same(full.reclaimed[0], { path: CACHE_DIR, bytes: CACHE_FILE.bytes, layer: full.reclaimed[0]?.layer, files: 1 }, 'the deleted build cache comes first, at its size')
     t.match(full.reclaimed[0]?.layer, /^\/bin\/sh -c mkdir -p \/root\/.cache\/build && dd if=/, 'with the RUN line that added it')
     t.ok((full.reclaimed[0]?.layer.length ?? 0) <= 60, 'cut to 60 characters')
     reports[method] = full
@@ -134,7 +134,7 @@ t.test('every method reports the same reclaimed files', async (t) => {
   for (const l of lists.slice(1)) t.same(l, lists[0])
   const text = await dflatten([source, '--dry-run'])
   t.equal(text.exitCode, 0)
-  t.match(text.stdout, new RegExp(`reclaimed\\t${CACHE_FILE.bytes}\\t${CACHE_FILE.path.replace(/\./g, '\\.')}\\t`), 'plain lines when stdout is not a terminal')
+  t.match(text.stdout, new RegExp(`reclaimed\\t${CACHE_FILE.bytes}\\t${CACHE_DIR.replace(/\./g, '\\.')}\\t`), 'plain lines when stdout is not a terminal')
 })
 
 t.test('--layers refusals: one line, exit 2, before any work', async (t) => {

@@ -12,6 +12,8 @@ export const SQUASH_KIT = 'dft-squash-kit:1'
 
 /** Bytes of the cache file the third layer deletes, and of the file it overwrites. */
 export const CACHE_FILE = { path: '/root/.cache/build/objects.bin', bytes: 3 * 1024 * 1024 }
+/** What a dry run lists for it: the deleted dir, as one item. */
+export const CACHE_DIR = '/root/.cache/'
 export const OVERWRITTEN = { path: '/big.bin', bytes: 512 * 1024 }
 
 export function squashDockerfile(base: string): string {

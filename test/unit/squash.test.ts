@@ -103,14 +103,14 @@ t.test('reclaimed files of layer listings', async (t) => {
   t.same(
     r.top.map((x) => [x.path, x.bytes, x.layer]),
     [
-      ['/cache/big', 1000, 1],
+      ['/cache/', 1005, 1],
       ['/over', 50, 1],
       ['/opq/in', 8, 1],
-      ['/cache/small', 5, 1],
-      ['/tofile/x', 4, 1],
+      ['/tofile/', 4, 1],
     ],
-    'deleted, overwritten, under an opaque dir, under a dir replaced by a file; largest first',
+    'a deleted dir as one item, overwritten, under an opaque dir, a dir replaced by a file as one item; largest first',
   )
+  t.same(r.top[0].files, 2, 'the deleted dir says how many files it held')
   t.equal(r.files, 5)
   t.equal(r.bytes, 1067)
   t.same(reclaimed([[f('a')], [f('b')]]).top, [], 'nothing reclaimed when nothing is hidden')
