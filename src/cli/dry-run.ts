@@ -76,7 +76,7 @@ export function renderDryRun(r: DryRunReport, tty: boolean): string {
     [1],
   )
   const files = r.reclaimed.length
-    ? table([['SIZE', 'PATH', 'ADDED BY'], ...r.reclaimed.map((f) => [mb(f.bytes), f.files === undefined ? f.path : `${f.path} (${f.files} files)`, f.layer])], [0])
+    ? table([['SIZE', 'PATH', 'ADDED BY'], ...r.reclaimed.map((f) => [mb(f.bytes), f.files === undefined ? f.path : `${f.path} (${f.files} file${f.files === 1 ? '' : 's'})`, f.layer])], [0])
     : ['no file of the squashed layers is deleted or overwritten by a later one']
   const listed = r.reclaimed.reduce((n, f) => n + (f.files ?? 1), 0)
   const more = r.reclaimedFiles > listed ? [`(the ${r.reclaimed.length} largest items: ${listed} of ${r.reclaimedFiles} files, ${mb(r.reclaimedFileBytes)} in all)`] : []
