@@ -109,7 +109,7 @@ async function main(): Promise<void> {
         await rm(r.floorArchive, { force: true })
         const out = await execa(r.dflatten[0], [...r.dflatten.slice(1), img.ref, '-t', r.floorTag, '--base', img.base, '--output', r.floorArchive, '--output-layer-only', '--no-cache', '--json'])
         const res = JSON.parse(out.stdout) as { layerBytes: number; blob?: { mediaType: string; size: number } }
-        const method = JSON.parse((await execa(r.dflatten[0], [...r.dflatten.slice(1), 'resolve', img.ref, '--base', img.base])).stdout) as { method: string }
+        const method = JSON.parse((await execa(r.dflatten[0], [...r.dflatten.slice(1), 'resolve', img.ref, '--base', img.base])).stdout) as { method: { name: string } }
         const i: CtrdImage = {
           key: img.key,
           ref: img.ref,
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
           flatLayerB: res.layerBytes,
           floorArchiveB: (await stat(r.floorArchive)).size,
           flatImageId: '',
-          defaultMethod: method.method,
+          defaultMethod: method.method.name,
           blob: res.blob ?? null,
         }
         return i

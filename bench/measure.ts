@@ -338,7 +338,8 @@ export async function makeFloorArchive(r: ImageRun): Promise<{ imageId: string; 
 /** The method `dflatten` picks by itself (auto) for this image on this host. */
 export async function defaultMethod(r: ImageRun): Promise<string> {
   const { stdout } = await execa(r.dflatten[0], [...r.dflatten.slice(1), 'resolve', r.image.ref, '--base', r.image.base])
-  return (JSON.parse(stdout) as { method: string }).method
+  // The resolve document names the method with its reason and state.
+  return (JSON.parse(stdout) as { method: { name: string } }).method.name
 }
 
 /** The image a command left under its result name, if any, and its top layer's diff id. */

@@ -13,7 +13,8 @@
  * an earlier round's repository instead of uploading it: skopeo-write runs in a mount namespace of
  * its own with an empty tmpfs over that dir, so every round uploads what a first push uploads.
  * The registry's access log gives each run's blob uploads, mounts and HEADs. No daemon is used
- * after the images are pushed, so the runs do not take the daemon lock.
+ * after the images are pushed; each round still holds the daemon lock, so the other sessions'
+ * daemon tests do not run beside it (their other work still does).
  *
  * Output: bench/results-registry.{md,json}, bench/chart-registry.svg. Knobs as ctrd.ts.
  */
@@ -49,7 +50,16 @@ const COMMANDS: RegCommand[] = [
     key: 'dflatten',
     label: 'dflatten docker:// → docker://',
     isDflatten: true,
-    argv: (r) => [...r.dflatten, r.img.ref, '--base', r.img.base, '-t', `docker://${r.host}/${r.img.repo}:flat`, '--no-cache', '--json'],
+    argv: (r) => [
+      ...r.dflatten,
+      r.img.ref,
+      '--base',
+      r.img.base,
+      '-t',
+      `docker://${r.host}/${r.img.repo}:flat`,
+      '--no-cache',
+      '--json',
+    ],
   },
   {
     key: 'skopeo-read',
@@ -62,8 +72,14 @@ const COMMANDS: RegCommand[] = [
     label: 'skopeo copy oci: → docker:// (result, new repo)',
     isDflatten: false,
     argv: (r) => [
-      'unshare', '-m', '--propagation', 'private', 'sh', '-c',
-      `mkdir -p ${BLOB_CACHE} && mount -t tmpfs dfb-blob-cache ${BLOB_CACHE} && exec "$@"`, 'sh',
+      'unshare',
+      '-m',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `mkdir -p ${BLOB_CACHE} && mount -t tmpfs dfb-blob-cache ${BLOB_CACHE} && exec "$@"`,
+      'sh',
       ...skopeoCopy(`oci:${r.flatDir}:flat`, `docker://${r.host}/dfb-skopeo-${r.img.key}-r${r.round}:flat`),
     ],
   },
@@ -82,9 +98,12 @@ function markdown(d: CtrdData): string {
     '',
     '## Images',
     '',
-    '| image | layers (source) | new layer (tar) | new layer (blob) |',
+    '| image | layers (result) | new layer (tar) | new layer (blob) |',
     '|---|---:|---:|---:|',
-    ...d.images.map((i) => `| \`${i.ref}\` | ${i.layers} | ${(i.flatLayerB / 1e6).toFixed(0)} MB | ${i.blob ? `${(i.blob.size / 1e6).toFixed(0)} MB` : '-'} |`),
+    ...d.images.map(
+      (i) =>
+        `| \`${i.ref}\` | ${i.layers} | ${(i.flatLayerB / 1e6).toFixed(0)} MB | ${i.blob ? `${(i.blob.size / 1e6).toFixed(0)} MB` : '-'} |`,
+    ),
     '',
     '## Results',
     '',
@@ -103,7 +122,12 @@ function markdown(d: CtrdData): string {
   )
   for (const i of d.images) {
     const [read, write] = [median(d, i.key, 'skopeo-read'), median(d, i.key, 'skopeo-write')]
-    const rss = Math.max(...d.runs.filter((r) => r.image === i.key && r.ok && r.maxRssKB && r.command === 'dflatten').map((r) => (r.maxRssKB ?? 0) * 1024), 0)
+    const rss = Math.max(
+      ...d.runs
+        .filter((r) => r.image === i.key && r.ok && r.maxRssKB && r.command === 'dflatten')
+        .map((r) => (r.maxRssKB ?? 0) * 1024),
+      0,
+    )
     out.push(
       `- **${i.key}**: dflatten / (skopeo-read + skopeo-write) ${ratio(median(d, i.key, 'dflatten'), read !== null && write !== null ? read + write : null, 1.3)}` +
         `; highest dflatten RSS ${(rss / 1e6).toFixed(0)} MB (target < 150 MB: ${rss < 150e6 ? 'met' : '**missed**'}).`,
@@ -125,7 +149,14 @@ async function main(): Promise<void> {
     finishedAt: null,
     interrupted: false,
     machine: { ...(await machineInfo(s.workDir, s.repo)), load: s.loadNote() },
-    settings: { scale: 1, rounds, manyLayers: 100, settleS, cache: 'warm', commands: commands.map(({ key, label, isDflatten }) => ({ key, label, isDflatten })) },
+    settings: {
+      scale: 1,
+      rounds,
+      manyLayers: 100,
+      settleS,
+      cache: 'warm',
+      commands: commands.map(({ key, label, isDflatten }) => ({ key, label, isDflatten })),
+    },
     images: [],
     runs: [],
   }
@@ -133,12 +164,28 @@ async function main(): Promise<void> {
   try {
     for (const img of s.images) {
       if (s.stopping()) break
-      const r: RegRun = { img, host: s.reg.host, dflatten: s.dflatten, flatDir: join(s.workDir, `oci-flat-${img.key}`), readDir: join(s.workDir, `oci-read-${img.key}`), round: 0 }
+      const r: RegRun = {
+        img,
+        host: s.reg.host,
+        dflatten: s.dflatten,
+        flatDir: join(s.workDir, `oci-flat-${img.key}`),
+        readDir: join(s.workDir, `oci-read-${img.key}`),
+        round: 0,
+      }
       try {
         log(`${img.key}: writing the flattened result as an OCI dir (untimed)`)
         await rm(r.flatDir, { recursive: true, force: true })
         await mkdir(r.flatDir, { recursive: true })
-        const out = await execa(r.dflatten[0], [...r.dflatten.slice(1), img.ref, '--base', img.base, '-t', `oci:${r.flatDir}:flat`, '--no-cache', '--json'])
+        const out = await execa(r.dflatten[0], [
+          ...r.dflatten.slice(1),
+          img.ref,
+          '--base',
+          img.base,
+          '-t',
+          `oci:${r.flatDir}:flat`,
+          '--no-cache',
+          '--json',
+        ])
         const res = JSON.parse(out.stdout) as { layers: number; layerBytes: number; blob?: { mediaType: string; size: number } }
         data.images.push({
           key: img.key,
@@ -158,33 +205,44 @@ async function main(): Promise<void> {
         const imgRounds = Math.max(1, Math.round(num(`BENCH_ROUNDS_${img.key.toUpperCase()}`, rounds)))
         for (let round = 1; round <= imgRounds && !s.stopping(); round++) {
           r.round = round
-          for (const cmd of commands) {
-            if (s.stopping()) break
-            await rm(r.readDir, { recursive: true, force: true })
-            await settle(settleS)
-            const offset = await logOffset(s.reg.accessLog)
-            const sample = await measure(cmd.argv(r), ctx)
-            const traffic = await trafficSince(s.reg.accessLog, offset)
-            const timings = cmd.isDflatten && sample.ok ? (JSON.parse(sample.stdout) as { timings?: Record<string, number> }).timings : undefined
-            data.runs.push({
-              image: img.key,
-              command: cmd.key,
-              round,
-              ok: sample.ok,
-              ...(sample.error ? { error: sample.error } : {}),
-              wallS: sample.wallS,
-              cpuS: sample.cpuS,
-              maxRssKB: sample.maxRssKB,
-              dockerdCpuS: null,
-              peakDiskB: sample.peakDiskB,
-              keptDiskB: sample.keptDiskB,
-              load1: sample.load1,
-              traffic,
-              ...(timings ? { timings } : {}),
-            })
-            await save()
-            log(`${img.key} round ${round}/${imgRounds} ${cmd.key}: ` + (sample.ok ? `${sample.wallS.toFixed(2)} s wall, ${sample.cpuS.toFixed(2)} s CPU, ${(sample.maxRssKB / 1024).toFixed(0)} MiB RSS, uploads ${traffic.blobUploads}, mounts ${traffic.blobMounts}, load ${sample.load1.toFixed(1)}` : `FAILED ${sample.error ?? ''}`))
-          }
+          // No daemon is used, but the lock keeps the other sessions' daemon tests out of the round.
+          await s.withLock(`${img.key} round ${round}`, async () => {
+            for (const cmd of commands) {
+              if (s.stopping()) break
+              await rm(r.readDir, { recursive: true, force: true })
+              await settle(settleS)
+              const offset = await logOffset(s.reg.accessLog)
+              const sample = await measure(cmd.argv(r), ctx)
+              const traffic = await trafficSince(s.reg.accessLog, offset)
+              const timings =
+                cmd.isDflatten && sample.ok
+                  ? (JSON.parse(sample.stdout) as { timings?: Record<string, number> }).timings
+                  : undefined
+              data.runs.push({
+                image: img.key,
+                command: cmd.key,
+                round,
+                ok: sample.ok,
+                ...(sample.error ? { error: sample.error } : {}),
+                wallS: sample.wallS,
+                cpuS: sample.cpuS,
+                maxRssKB: sample.maxRssKB,
+                dockerdCpuS: null,
+                peakDiskB: sample.peakDiskB,
+                keptDiskB: sample.keptDiskB,
+                load1: sample.load1,
+                traffic,
+                ...(timings ? { timings } : {}),
+              })
+              await save()
+              log(
+                `${img.key} round ${round}/${imgRounds} ${cmd.key}: ` +
+                  (sample.ok
+                    ? `${sample.wallS.toFixed(2)} s wall, ${sample.cpuS.toFixed(2)} s CPU, ${(sample.maxRssKB / 1024).toFixed(0)} MiB RSS, uploads ${traffic.blobUploads}, mounts ${traffic.blobMounts}, load ${sample.load1.toFixed(1)}`
+                    : `FAILED ${sample.error ?? ''}`),
+              )
+            }
+          })
         }
       } finally {
         await rm(r.flatDir, { recursive: true, force: true })
