@@ -13,18 +13,14 @@ import { dflatten } from '../helpers/cli.js'
 import { buildSquash, CACHE_DIR, CACHE_FILE, historyOf, SQUASH } from '../helpers/squash-images.js'
 import { ctrdDaemon } from '../helpers/containerd-store.js'
 import { DOCKER26_LEFT_OUT } from '../helpers/docker26.js'
+import type { DryRunReport } from '../../src/dry-run.js'
 
 const CTR = '/opt/dflatten-docker26/root/usr/bin/ctr'
 const ADDRESS = '/run/dflatten-d26-ctrd/containerd/containerd.sock'
 const METHODS = ['snapshots', 'save']
 
-interface Report {
-  layerBytes: number
-  squashedBytes: number
-  reclaimedBytes: number
-  reclaimed: Array<{ path: string; bytes: number; layer: string; files?: number }>
-  squashed: Array<{ layer: number; bytes: number }>
-}
+/** What `--dry-run --json` prints: the library's report. */
+type Report = DryRunReport
 
 const daemon = await ctrdDaemon()
 if (daemon === null) t.comment(DOCKER26_LEFT_OUT)

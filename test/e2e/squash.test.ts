@@ -6,6 +6,7 @@ import { compareFs, configOf, exportFs } from '../helpers/export.js'
 import { docker, imageExists, inspect, removeImage } from '../helpers/docker.js'
 import { chain, dflatten, leftovers } from '../helpers/cli.js'
 import { buildSquash, CACHE_DIR, CACHE_FILE, historyOf, OVERWRITTEN, SQUASH } from '../helpers/squash-images.js'
+import type { DryRunReport } from '../../src/dry-run.js'
 
 const METHODS = ['overlay', 'overlay-copy', 'save']
 const source = await buildSquash(SQUASH, false)
@@ -91,13 +92,8 @@ t.test('--message goes into the new entry\'s comment, and into what the cache ma
   await removeImage(target)
 })
 
-interface Report {
-  layerBytes: number
-  squashedBytes: number
-  reclaimedBytes: number
-  reclaimed: Array<{ path: string; bytes: number; layer: string; files?: number }>
-  squashed: Array<{ layer: number; bytes: number }>
-}
+/** What `--dry-run --json` prints: the library's report. */
+type Report = DryRunReport
 
 const reports: Record<string, Report> = {}
 for (const method of METHODS) {
