@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { access, readFile } from 'node:fs/promises'
-import { createGunzip } from 'node:zlib'
+import { gunzipLayer } from './compress/gunzip.js'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { DflattenError } from './errors.js'
@@ -51,7 +51,7 @@ export async function layerTarSize(info: DaemonInfo, chainId: string): Promise<n
   } catch {
     return null
   }
-  const input: Readable = createReadStream(path).pipe(createGunzip())
+  const input: Readable = createReadStream(path).pipe(gunzipLayer())
   let total = 0
   const lines = createInterface({ input, crlfDelay: Infinity })
   for await (const line of lines) {

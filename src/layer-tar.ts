@@ -14,6 +14,7 @@ import { encodeTarHeader, END_OF_ARCHIVE, padding, TYPE, ZERO_BLOCK } from './ta
 
 const READ_CHUNK = 1024 * 1024
 const NOTHING = Buffer.alloc(0)
+const ONE_BYTE = Buffer.alloc(1)
 const NO_XATTRS: Array<[string, Buffer]> = []
 
 const TYPEFLAG: Record<LayerEntry['kind'], string> = {
@@ -115,37 +116,79 @@ async function* exactly(e: LayerEntry, content: AsyncIterable<Buffer>): AsyncGen
 
 /** Output is handed on in chunks of about this size, whatever the size of the files. */
 const OUT_CHUNK = 1024 * 1024
-/** Files up to this size are read whole, synchronously: cheaper than three async round trips. */
+/** Files up to this size are copied into the output chunk (from the host: read whole, synchronously). */
 const SMALL_FILE = 256 * 1024
 
 /**
- * A small file's content from the host. Synchronous on purpose: for the many small files of a
- * typical image, the thread-pool round trips of open, read and close cost more than the read.
+ * Read a small file of the host into `into` at `at`. Synchronous on purpose: for the many small
+ * files of a typical image, the thread-pool round trips of open, read and close cost more than
+ * the read.
  */
-function smallFileContent(e: LayerEntry): Buffer {
+function readSmallFile(e: LayerEntry, into: Buffer, at: number): void {
   if (e.source === undefined) throw new Error(`entry ${e.path.toString()} has no content source`)
   const fd = openSync(e.source, 'r')
   try {
-    const buf = Buffer.allocUnsafe(e.size)
     let got = 0
     while (got < e.size) {
-      const n = readSync(fd, buf, got, e.size - got, got)
+      const n = readSync(fd, into, at + got, e.size - got, got)
       if (n === 0) break
       got += n
     }
-    if (got !== e.size || readSync(fd, Buffer.alloc(1), 0, 1, e.size) !== 0) {
+    if (got !== e.size || readSync(fd, ONE_BYTE, 0, 1, e.size) !== 0) {
       throw new DflattenError('bad-data', `${e.path.toString()} changed size while being packed (expected ${e.size} bytes)`)
     }
-    return buf
   } finally {
     closeSync(fd)
   }
 }
 
 /**
+ * The output chunk being filled: headers, small files and padding are copied straight into it,
+ * so each byte of them is copied once and each chunk is one allocation, which keeps the garbage
+ * (and so the resident size) low.
+ */
+class Chunk {
+  private buf = Buffer.allocUnsafe(OUT_CHUNK)
+  private used = 0
+
+  get size(): number {
+    return this.used
+  }
+  /** Whether `n` more bytes fit without a flush. */
+  fits(n: number): boolean {
+    return this.used + n <= OUT_CHUNK
+  }
+  /** `n` bytes of room at the end, to be filled by the caller. */
+  claim(n: number): [Buffer, number] {
+    const at = this.used
+    this.used += n
+    return [this.buf, at]
+  }
+  /** Copy `b` in; the chunks it fills are returned to be handed on. */
+  *put(b: Buffer): Generator<Buffer> {
+    let from = 0
+    while (from < b.length) {
+      const n = Math.min(b.length - from, OUT_CHUNK - this.used)
+      b.copy(this.buf, this.used, from, from + n)
+      this.used += n
+      from += n
+      if (this.used === OUT_CHUNK) yield this.take()
+    }
+  }
+  /** What has been filled, handed on; the next bytes go into a new buffer. */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.used)
+    this.buf = Buffer.allocUnsafe(OUT_CHUNK)
+    this.used = 0
+    return out
+  }
+}
+
+/**
  * Stream the layer tar for `entries`, which must be in their final order. Headers, small files
- * and padding are gathered into chunks of about 1 MiB: every chunk passes several stream stages
- * on its way to docker load, and per-chunk costs would otherwise dominate for small files.
+ * and padding are gathered into chunks of 1 MiB: every chunk passes several stream stages on
+ * its way to its destination, and per-chunk costs would otherwise dominate for small files.
+ * Larger files' content is handed on as it comes.
  */
 export function layerStream(
   entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>,
@@ -154,39 +197,26 @@ export function layerStream(
   finish?: () => Promise<void>,
 ): Readable {
   async function* generate(): AsyncGenerator<Buffer> {
-    let pending: Buffer[] = []
-    let pendingBytes = 0
-    const add = (b: Buffer): void => {
-      pending.push(b)
-      pendingBytes += b.length
-    }
-    const take = (): Buffer => {
-      const out = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes)
-      pending = []
-      pendingBytes = 0
-      return out
-    }
+    const out = new Chunk()
     for await (const e of entries) {
-      add(encodeHeader(e))
+      yield* out.put(encodeHeader(e))
       const n = contentSize(e)
       if (n > 0) {
-        if (content === fileContent && n <= SMALL_FILE) {
-          add(smallFileContent(e))
-        } else if (n <= SMALL_FILE) {
+        if (n <= SMALL_FILE) {
+          if (!out.fits(n)) yield out.take()
+          if (content === fileContent) readSmallFile(e, ...out.claim(n))
           // Copied, not kept as views: a source may reuse the memory it handed out.
-          for await (const c of exactly(e, await content(e))) add(Buffer.from(c))
+          else for await (const c of exactly(e, await content(e))) yield* out.put(c)
         } else {
-          if (pendingBytes) yield take()
+          if (out.size) yield out.take()
           yield* exactly(e, await content(e))
         }
-        const pad = padding(n)
-        if (pad) add(ZERO_BLOCK.subarray(0, pad))
+        yield* out.put(ZERO_BLOCK.subarray(0, padding(n)))
       }
-      if (pendingBytes >= OUT_CHUNK) yield take()
     }
     await finish?.()
-    add(Buffer.alloc(END_OF_ARCHIVE))
-    yield take()
+    yield* out.put(Buffer.alloc(END_OF_ARCHIVE))
+    if (out.size) yield out.take()
   }
   return Readable.from(generate(), { objectMode: false, highWaterMark: OUT_CHUNK })
 }

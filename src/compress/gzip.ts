@@ -5,6 +5,10 @@
  * concatenate. Node runs the async zlib calls on libuv's thread pool, so blocks in flight
  * compress at once without worker threads.
  *
+ * A block whose samples do not shrink (random data, files that are compressed already) is
+ * stored rather than deflated: deflate spends as long failing on such data as it spends
+ * halving text (bench/compress.ts), and images are full of it.
+ *
  * The output depends only on the input bytes and the level: the block size is fixed and never
  * follows how the input happened to be chunked, and the header carries no name and no time. So
  * compressing the same layer twice gives the same bytes, which is what lets a first pass learn
@@ -21,6 +25,12 @@ export const GZIP_BLOCK = 1024 * 1024
 /** deflate's window: the most of the previous block a block can refer back to. */
 const WINDOW = 32 * 1024
 
+/** Bytes taken from each of SAMPLES places in a block to tell whether it compresses. */
+const SAMPLE = 16 * 1024
+const SAMPLES = 4
+/** A block whose samples shrink to no less than this share of their size is stored. */
+const INCOMPRESSIBLE = 0.97
+
 /** ID1 ID2, CM=deflate, no flags, MTIME=0, XFL=0, OS=255 (unknown): nothing about this host. */
 const HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])
 /** An empty final fixed-Huffman block: ends the deflate stream after the sync-flushed blocks. */
@@ -33,7 +43,10 @@ export interface GzipOptions {
   parallel?: number
 }
 
-/** Cut a stream into blocks of exactly `size` bytes (the last may be shorter). */
+/**
+ * Cut a stream into blocks of exactly `size` bytes (the last may be shorter). A piece that is a
+ * whole block is used as it is: what a stream has handed on is not written again.
+ */
 async function* blocks(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
   let parts: Buffer[] = []
   let have = 0
@@ -45,13 +58,29 @@ async function* blocks(source: AsyncIterable<Buffer>, size: number): AsyncGenera
       have += take
       c = c.subarray(take)
       if (have === size) {
-        yield parts.length === 1 ? Buffer.from(parts[0]) : Buffer.concat(parts, have)
+        yield parts.length === 1 ? parts[0] : Buffer.concat(parts, have)
         parts = []
         have = 0
       }
     }
   }
   if (have) yield Buffer.concat(parts, have)
+}
+
+/** Whether deflate would gain next to nothing on `block`, judged on a few slices of it. */
+async function incompressible(block: Buffer): Promise<boolean> {
+  if (block.length < SAMPLE * SAMPLES * 4) return false
+  const step = Math.floor(block.length / SAMPLES)
+  const parts = Array.from({ length: SAMPLES }, (_, i) => block.subarray(i * step, i * step + SAMPLE))
+  const sample = Buffer.concat(parts, SAMPLE * SAMPLES)
+  const out = await deflate(sample, { level: 1, chunkSize: 2 * sample.length })
+  return out.length >= sample.length * INCOMPRESSIBLE
+}
+
+/** One block's raw deflate, sync-flushed so the next block's output can follow it. */
+async function deflateBlock(block: Buffer, level: number, dictionary: Buffer | undefined): Promise<Buffer> {
+  const chosen = (await incompressible(block)) ? 0 : level
+  return deflate(block, { level: chosen, chunkSize: GZIP_BLOCK + 64 * 1024, finishFlush: constants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) })
 }
 
 /** The gzip member for `source`, as a stream of buffers. */
@@ -66,7 +95,7 @@ export async function* gzip(source: AsyncIterable<Buffer>, opts: GzipOptions): A
     crc = crc32(block, crc)
     length = (length + block.length) % 2 ** 32
     const dictionary = previous ? previous.subarray(previous.length - WINDOW) : undefined
-    const job = deflate(block, { level: opts.level, finishFlush: constants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) })
+    const job = deflateBlock(block, opts.level, dictionary)
     // Settled by the consumer in order; a failure must not surface as unhandled meanwhile.
     job.catch(() => undefined)
     inFlight.push(job)

@@ -88,21 +88,17 @@ export async function uploadBytes(
 }
 
 /**
- * Cancel an upload session; registries that cannot are ignored (the session expires there).
- * A PATCH cut short may still be running in the registry when the DELETE comes: distribution
- * then cancels (404 BLOB_UPLOAD_INVALID) and the dying PATCH writes its part again, so the
- * DELETE is repeated until the registry no longer knows the session.
+ * Cancel an upload session, best effort: a registry that cannot (or no longer can) answers
+ * otherwise and the session expires there. distribution 2.8 cancels only with the session's
+ * latest URL; after a PATCH cut mid-body the client never learned it, and asking again with
+ * the old one changes nothing (404 BLOB_UPLOAD_INVALID), so one DELETE is all there is.
  */
 export async function cancelUpload(session: RegistrySession, location: URL, scopes: string[], what: string): Promise<void> {
   try {
-    for (let i = 0; i < 6; i++) {
-      const res = await session.send({ method: 'DELETE', url: location, scopes, what, signal: AbortSignal.timeout(10_000) })
-      const text = await res.body.text()
-      if (res.status !== 404 || !text.includes('BLOB_UPLOAD_INVALID')) return
-      await new Promise((r) => setTimeout(r, 100 * (i + 1)))
-    }
+    const res = await session.send({ method: 'DELETE', url: location, scopes, what, signal: AbortSignal.timeout(10_000) })
+    await res.body.dump()
   } catch {
-    // Best effort: the upload already failed for a reason worth more than this one.
+    // The upload already failed for a reason worth more than this one.
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { createGunzip } from 'node:zlib'
+import { gunzipLayer } from '../compress/gunzip.js'
 import { createHash } from 'node:crypto'
 import { execa, ExecaError } from 'execa'
 import { DflattenError } from '../errors.js'
@@ -45,7 +45,7 @@ async function* unzstd(source: AsyncIterable<Buffer>, signal?: AbortSignal): Asy
 /** gunzip's output; the blob failing (a connection cut) fails it too: pipe() alone would leave that error unhandled. */
 function gunzip(blob: AsyncIterable<Buffer>): Readable {
   const source = Readable.from(blob)
-  const out = createGunzip()
+  const out = gunzipLayer()
   source.on('error', (e) => out.destroy(e))
   return source.pipe(out)
 }

@@ -55,6 +55,19 @@ t.test('gzip: blocks keep the ratio of one stream (each primed with the last 32 
   t.ok(out.length < 3 * unit.length, `${input.length} bytes of a repeated 20000-byte unit gzip to ${out.length}`)
 })
 
+t.test('gzip: blocks that do not compress are stored, the others still deflated', async (t) => {
+  const noise = randomBytes(2 * GZIP_BLOCK)
+  const text = Buffer.from('a line of a text file, as /usr/share is full of\n'.repeat(GZIP_BLOCK / 32)).subarray(0, GZIP_BLOCK)
+  const input = Buffer.concat([noise.subarray(0, GZIP_BLOCK), text, noise.subarray(GZIP_BLOCK)])
+  const out = await collect(gzip(chunked(input, 65536), { level: 6 }))
+  t.ok(gunzipSync(out).equals(input), 'round-trips')
+  // Stored: 5 bytes of block header per 64 KiB; the text block shrinks to almost nothing.
+  const stored = 2 * GZIP_BLOCK * (1 + 5 / 65535)
+  t.ok(out.length > stored && out.length < stored + 1024 + GZIP_BLOCK / 100, `${input.length} bytes, two of three blocks noise, gzip to ${out.length}`)
+  const level1 = await collect(gzip(chunked(input, 65536), { level: 1 }))
+  t.ok(level1.subarray(10, 10 + GZIP_BLOCK).equals(out.subarray(10, 10 + GZIP_BLOCK)), 'a stored block is the same bytes at every level')
+})
+
 t.test('gzip: a failing source fails the stream', async (t) => {
   async function* broken(): AsyncGenerator<Buffer> {
     yield sample(GZIP_BLOCK * 2)

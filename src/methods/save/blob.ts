@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto'
 import { Readable } from 'node:stream'
-import { createGunzip } from 'node:zlib'
+import { gunzipLayer } from '../../compress/gunzip.js'
 import { isZeroBlock, readTar, type TarEntry } from '../../tar/index.js'
 
 async function* hashing(source: AsyncIterable<Buffer>, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
@@ -62,7 +62,7 @@ export function blobTar(body: AsyncIterable<Buffer>, gzip: boolean): { tar: Asyn
       yield c
     }
   })()
-  const tarBytes: AsyncIterable<Buffer> = gzip ? Readable.from(counted).pipe(createGunzip()) : counted
+  const tarBytes: AsyncIterable<Buffer> = gzip ? Readable.from(counted).pipe(gunzipLayer()) : counted
   return {
     tar: plain ? hashing(tarBytes, plain) : tarBytes,
     async digests() {

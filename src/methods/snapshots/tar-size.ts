@@ -4,7 +4,7 @@
  * counted by decompressing the blob, so the report compares like with like (the new layer's
  * size is a tar's too). Only the squashed layers are read, one at a time, nothing is kept.
  */
-import { createGunzip } from 'node:zlib'
+import { gunzipLayer } from '../../compress/gunzip.js'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { execa } from 'execa'
@@ -31,7 +31,7 @@ export async function blobTarSize(c: Containerd, blob: Pick<Descriptor, 'mediaTy
       const unzstd = execa('zstd', ['-q', '-d', '-c'], { stdin: 'pipe', buffer: false, cancelSignal: signal, stripFinalNewline: false })
       await Promise.all([pipeline(child.stdout, unzstd.stdin), pipeline(unzstd.stdout, sink), unzstd])
     } else if (/gzip$/.test(blob.mediaType)) {
-      await pipeline(child.stdout, createGunzip(), sink)
+      await pipeline(child.stdout, gunzipLayer(), sink)
     } else {
       await pipeline(child.stdout, sink)
     }
