@@ -175,10 +175,15 @@ class Chunk {
       if (this.used === OUT_CHUNK) yield this.take()
     }
   }
-  /** What has been filled, handed on; the next bytes go into a new buffer. */
+  /**
+   * What has been filled, handed on. A chunk mostly full takes the buffer along (the next bytes
+   * go into a new one); a small one, such as the header before a large file, is copied out,
+   * or every such header would hold a whole buffer while it travels.
+   */
   take(): Buffer {
-    const out = this.buf.subarray(0, this.used)
-    this.buf = Buffer.allocUnsafe(OUT_CHUNK)
+    let out = this.buf.subarray(0, this.used)
+    if (this.used < OUT_CHUNK / 4) out = Buffer.from(out)
+    else this.buf = Buffer.allocUnsafe(OUT_CHUNK)
     this.used = 0
     return out
   }

@@ -80,7 +80,10 @@ async function incompressible(block: Buffer): Promise<boolean> {
 /** One block's raw deflate, sync-flushed so the next block's output can follow it. */
 async function deflateBlock(block: Buffer, level: number, dictionary: Buffer | undefined): Promise<Buffer> {
   const chosen = (await incompressible(block)) ? 0 : level
-  return deflate(block, { level: chosen, chunkSize: GZIP_BLOCK + 64 * 1024, finishFlush: constants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) })
+  // Room for a stored block's output in one buffer; a smaller output is copied out of it, so
+  // the blocks waiting to be handed on hold what they say.
+  const out = await deflate(block, { level: chosen, chunkSize: GZIP_BLOCK + 64 * 1024, finishFlush: constants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) })
+  return out.length * 2 < out.buffer.byteLength ? Buffer.from(out) : out
 }
 
 /** The gzip member for `source`, as a stream of buffers. */

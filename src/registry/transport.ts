@@ -5,7 +5,7 @@
  * was being done.
  */
 import { readdir, readFile } from 'node:fs/promises'
-import { rootCertificates } from 'node:tls'
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls'
 import { join } from 'node:path'
 import { isIP } from 'node:net'
 import { Readable } from 'node:stream'
@@ -182,14 +182,31 @@ export class Transport {
   }
 
   private async makeAgent(): Promise<Agent> {
-    const tls = await tlsOptions(this.options.certDir)
+    const secureContext = await secureContextFor(this.options.certDir)
     const insecure = this.options.insecure?.includes(this.host) ?? false
     return new Agent({
-      connect: { ...tls, rejectUnauthorized: !insecure, timeout: this.options.connectTimeout ?? 15_000 },
+      connect: { secureContext, rejectUnauthorized: !insecure, timeout: this.options.connectTimeout ?? 15_000 },
       headersTimeout: 120_000,
       bodyTimeout: 120_000,
     })
   }
+}
+
+/**
+ * One TLS context per cert dir for the whole process: made from some 300 CAs it costs a tenth of
+ * a second and megabytes, and every registry client (source, base, target) would make its own.
+ */
+const contexts = new Map<string, Promise<SecureContext>>()
+
+function secureContextFor(certDir?: string): Promise<SecureContext> {
+  const key = certDir ?? ''
+  let made = contexts.get(key)
+  if (!made) {
+    made = tlsOptions(certDir).then((o) => createSecureContext(o))
+    contexts.set(key, made)
+    made.catch(() => contexts.delete(key))
+  }
+  return made
 }
 
 /** The system's CAs, Node's bundle, and the `*.crt` of the cert dir; its client certificate. */
