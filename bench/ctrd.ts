@@ -170,8 +170,12 @@ async function main(): Promise<void> {
   } finally {
     data.finishedAt = s.stopping() ? null : new Date().toISOString()
     data.interrupted = s.stopping()
-    await save()
-    await s.finish()
+    // The registry must stop even when the report cannot be written, or the process never exits.
+    try {
+      await save()
+    } finally {
+      await s.finish()
+    }
   }
   log(`report: ${join(s.outDir, 'results-ctrd.md')}`)
 }

@@ -44,6 +44,11 @@ interface RegCommand {
 }
 
 const BLOB_CACHE = '/var/lib/containers/cache'
+/**
+ * Names this run's repositories: the registry's storage outlives a run, and a repository an
+ * earlier run filled would take skopeo-write's push without an upload.
+ */
+const RUN = Date.now().toString(36)
 
 const COMMANDS: RegCommand[] = [
   {
@@ -80,7 +85,7 @@ const COMMANDS: RegCommand[] = [
       '-c',
       `mkdir -p ${BLOB_CACHE} && mount -t tmpfs dfb-blob-cache ${BLOB_CACHE} && exec "$@"`,
       'sh',
-      ...skopeoCopy(`oci:${r.flatDir}:flat`, `docker://${r.host}/dfb-skopeo-${r.img.key}-r${r.round}:flat`),
+      ...skopeoCopy(`oci:${r.flatDir}:flat`, `docker://${r.host}/dfb-skopeo-${r.img.key}-${RUN}-r${r.round}:flat`),
     ],
   },
 ]
@@ -252,8 +257,12 @@ async function main(): Promise<void> {
   } finally {
     data.finishedAt = s.stopping() ? null : new Date().toISOString()
     data.interrupted = s.stopping()
-    await save()
-    await s.finish()
+    // The registry must stop even when the report cannot be written, or the process never exits.
+    try {
+      await save()
+    } finally {
+      await s.finish()
+    }
   }
   log(`report: ${join(s.outDir, 'results-registry.md')}`)
 }

@@ -3,7 +3,7 @@
  * to the local registry with gzip layers, pulled into the containerd-store daemon for ctrd), the
  * shared lock, Ctrl-C, and the clean-up at the end.
  */
-import { rm } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -69,6 +69,7 @@ export async function benchSetup(kind: 'ctrd' | 'registry') {
   const lockPath = process.env.BENCH_LOCK ?? '/tmp/dflatten-daemon.lock'
   const workDir = process.env.BENCH_WORKDIR || join(tmpdir(), 'dfb-bench')
   const outDir = process.env.BENCH_OUT || join(REPO, 'bench')
+  await mkdir(outDir, { recursive: true })
   const port = num('BENCH_REGISTRY_PORT', 5055)
   const lock = <T>(what: string, fn: () => Promise<T>): Promise<T> => withLock(lockPath, log, what, fn)
   let stopping = false
