@@ -6,6 +6,7 @@
  */
 import { destroyWorkspace } from './workspace.js'
 import { allMethods } from './methods/index.js'
+import { dropLease } from './destinations/lease.js'
 
 const live = new Set<string>()
 const running = new Set<Promise<unknown>>()
@@ -19,11 +20,13 @@ export function release(dir: string): void {
 }
 
 /**
- * Remove a workspace: what each method recorded in it (containers, ...), then its mounts and the
- * dir. Every method is asked, as the dir of a killed run does not say which one made it.
+ * Remove a workspace: what each method recorded in it (containers, ...) and the daemon
+ * destination's containerd lease, then its mounts and the dir. Every method is asked, as the dir
+ * of a killed run does not say which one made it.
  */
 export async function destroy(dir: string): Promise<void> {
   for (const m of allMethods()) await m.cleanup?.(dir)
+  await dropLease(dir)
   await destroyWorkspace(dir)
   live.delete(dir)
 }

@@ -64,9 +64,10 @@ export interface ImageArchiveInput {
   baseBlobs?: AsyncIterable<ArchiveBlob>
   /**
    * The new layer: the uncompressed tar and its exact size, or, with `blob` (measured by a
-   * first read), the compressed blob's bytes, which must hash to it.
+   * first read), the compressed blob's bytes, which must hash to it; or, `stored`, a blob the
+   * daemon's store already holds (written into it beforehand), which the archive only names.
    */
-  layer: { size: number; stream: Readable; blob?: MeasuredBlob }
+  layer: { size: number; stream: Readable; blob?: MeasuredBlob } | { stored: MeasuredBlob }
   /** Builds the image config once the new layer's diff id is known. */
   config: (diffId: string) => object
   /** Full references (`name:tag`) the loaded image gets, or none. */
@@ -194,8 +195,9 @@ export function imageArchive(input: ImageArchiveInput): Readable {
   return pack as unknown as Readable
 }
 
-/** The new layer's entry: the plain tar (hardlinked to its digest's name) or the measured blob. */
+/** The new layer's entry: the plain tar (hardlinked to its digest's name), the measured blob, or none for a stored one. */
 async function addLayer(pack: tar.Pack, layer: ImageArchiveInput['layer']): Promise<MeasuredBlob> {
+  if ('stored' in layer) return layer.stored
   if (layer.blob) {
     const want = layer.blob
     const got = await streamEntry(pack, blobPath(want.digest), want.size, layer.stream)

@@ -145,7 +145,7 @@ async function flattenImage(opts: FlattenOptions, log: (line: string) => void, i
   log(`flattening ${plan.source.ref} (${count(plan.source.layers.length)}) onto ${ontoText(plan.base, above)}`)
   const note = selectionNote(plan.base, above)
   if (note) log(note)
-  const dest = into ?? destinationFor(target, { daemon: plan.daemon, output: opts.output, layerOnly: opts.outputLayerOnly, registry: opts.settings?.registry })
+  const dest = into ?? destinationFor(target, { daemon: plan.daemon, output: opts.output, layerOnly: opts.outputLayerOnly, registry: opts.settings?.registry, settings: opts.settings })
   const local = target.kind === 'daemon' && !opts.output
   const compression = compressionFor(dest, opts.compression)
   if (above === 0) {
@@ -273,7 +273,7 @@ function destinationStage(dest: Destination, opts: DestinationStageOptions): Wri
     try {
       const image = packImage(d, { signal, settings: opts.settings })
       const compression = compressionFor(dest, opts.compression, image.layer)
-      opts.onWritten(await dest.write(image, { compression, signal, onProgress: opts.onProgress, log: opts.log, untagged: opts.untagged }))
+      opts.onWritten(await dest.write(image, { compression, signal, onProgress: opts.onProgress, log: opts.log, untagged: opts.untagged, workDir: d.workspace.dir }))
     } finally {
       await destroy(d.workspace.dir)
     }

@@ -11,7 +11,7 @@
  */
 import { Transform, type Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { imageArchive, type ImageArchiveInput, type ImageArchiveResult } from '../image-archive.js'
+import { imageArchive, type ImageArchiveInput, type ImageArchiveResult, type MeasuredBlob } from '../image-archive.js'
 import { DflattenError } from '../errors.js'
 import { COMPRESSIONS, type Compression, type CompressionChoice } from '../compress/index.js'
 import { eachBlob } from './blobs.js'
@@ -45,16 +45,19 @@ export const ARCHIVE_COMPRESSIONS: readonly Compression[] = COMPRESSIONS
 export interface ArchiveOptions {
   /** Leave the base's blobs out: the archive then loads only where the base already is. */
   layerOnly?: boolean
+  /** The new layer's blob is already in the daemon's store: the archive names it, carries none. */
+  stored?: MeasuredBlob
 }
 
 /** The archive for `image`, as a stream, and what it held once it has ended. */
 export async function archiveStream(image: ResultImage, opts: WriteOptions & ArchiveOptions): Promise<{ stream: Readable; result: () => ImageArchiveResult }> {
   const choice = opts.compression
   let layer: ImageArchiveInput['layer']
-  if (image.layer.size === null) {
+  if (opts.stored) {
+    layer = { stored: opts.stored }
+  } else if (image.layer.size === null) {
     throw new DflattenError('usage', 'this method learns the layer\'s size only as it streams, and an image archive needs it first; push to a registry (-t docker://...) or an OCI dir (-t oci:DIR) instead')
-  }
-  if (choice.kind === 'none') {
+  } else if (choice.kind === 'none') {
     layer = { size: image.layer.size, stream: progressed(image.layer, opts) }
   } else {
     const m = await measureLayer(image.layer, choice, opts)

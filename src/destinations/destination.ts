@@ -84,6 +84,8 @@ export interface WriteOptions {
   log?: (line: string) => void
   /** Store the image by its manifest digest only, for an index to name (see writeIndex). */
   untagged?: boolean
+  /** The run's work dir: what a write makes outside it is recorded there first, for cleanup. */
+  workDir?: string
 }
 
 /** The new layer's blob as the destination stored it. */

@@ -1,7 +1,8 @@
 /** Where the result lands: the destinations, and which one a target names. */
 import type { Writable } from 'node:stream'
 import type { DaemonInfo } from '../docker.js'
-import type { RegistryAccess } from '../settings.js'
+import type { RegistryAccess, Settings } from '../settings.js'
+import { containerdFor } from '../containerd.js'
 import { DflattenError } from '../errors.js'
 import { archiveDestination } from './archive.js'
 import { daemonDestination } from './daemon.js'
@@ -27,6 +28,8 @@ export interface DestinationContext {
   layerOnly?: boolean
   /** How to reach a registry target (credentials dir, TLS). */
   registry?: RegistryAccess
+  /** Where the daemon's containerd is, when settings say (see containerdFor). */
+  settings?: Settings
 }
 
 /** The destination a target names. */
@@ -36,5 +39,7 @@ export function destinationFor(target: Target, ctx: DestinationContext): Destina
   // The pipeline sends a daemonless source's result to a registry or an OCI dir only.
   if (!ctx.daemon) throw new DflattenError('usage', 'an image read without a daemon goes to -t docker://... or -t oci:DIR[:TAG]')
   if (ctx.output) return archiveDestination(ctx.output, { layerOnly: ctx.layerOnly, keepsBlobs: ctx.daemon.containerdStore })
-  return daemonDestination(ctx.daemon)
+  const d = ctx.daemon
+  // A local containerd-store daemon's content store may take the blob directly (daemon.ts).
+  return daemonDestination(d, { containerd: d.containerdStore && !d.remote ? containerdFor(d, ctx.settings) : undefined })
 }

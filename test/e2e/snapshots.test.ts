@@ -1,9 +1,11 @@
 // The snapshots method on Docker 26 with the containerd image store (scripts/docker26.sh): test
 // images made as a pull leaves them (gzip layers, through skopeo and docker load), flattened with
-// it and with save to the same filesystem as the original; its view snapshot gone after success,
-// a failing load, SIGINT, SIGTERM, and kill -9 + `dflatten cleanup` (and no lease of containerd's
-// left either); and --platform on a two-platform index assembled by hand. containerd-store.test.ts
-// has the other images and what is done with a result. Set DFLATTEN_SKIP_DOCKER26=1 to leave these out.
+// it and with save to the same filesystem as the original, the new blob written into the content
+// store under a lease (and still there once containerd collects garbage); its view snapshot and
+// that lease gone after success, a failing load, SIGINT, SIGTERM, and kill -9 + `dflatten cleanup`;
+// the archive carrying the blob when that containerd is not at hand; and --platform on a
+// two-platform index assembled by hand. containerd-store.test.ts has the other images and what is
+// done with a result. Set DFLATTEN_SKIP_DOCKER26=1 to leave these out.
 import t from 'tap'
 import { execa } from 'execa'
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
@@ -59,9 +61,11 @@ async function run(host: string): Promise<void> {
         t.equal(r.exitCode, 0, `${ref} with ${method}: ${r.stderr.split('\n').slice(-4).join(' ')}`)
         if (r.exitCode) continue
         if (method === 'auto') t.match(r.stderr, /method snapshots: the overlay method cannot work/, 'auto takes snapshots, and says why not overlay')
+        t.match(r.stderr, /writing the new layer into the content store of containerd at /, 'the blob goes into the content store directly')
         t.same(compareFs(original, await exportFs(target), { labels: [ref, target] }), [], `${ref} with ${method}: same filesystem`)
         const res = await inspect(target)
         t.equal(res.RootFS.Layers?.length, 2, 'the base layer plus one')
+        await collectGarbage()
         const save = await execa('bash', ['-c', `docker save ${target} | wc -c`], { ...onCtrd, reject: false })
         t.equal(save.exitCode, 0, 'docker save of the result works')
         await removeImage(target)
@@ -70,6 +74,24 @@ async function run(host: string): Promise<void> {
     t.same(await views(), before, 'no view snapshot left')
     t.same(await leases(), leasesBefore, 'no lease left')
     t.same(await workDirs(), [], 'no work dir left')
+  })
+
+  // containerd's collector, run now: what nothing holds goes (a lease created and deleted with --sync).
+  async function collectGarbage(): Promise<void> {
+    await ctr('leases', 'create', '--id', 'dftp-gc')
+    await ctr('leases', 'delete', '--sync', 'dftp-gc')
+  }
+
+  t.test('without the daemon\'s containerd at hand, the archive carries the blob', async (t) => {
+    const ref = images[0]
+    const target = 'dftp-result-nocontent:1'
+    await removeImage(target)
+    const r = await dflatten([ref, '-b', base, '-t', target, '-m', 'save', '--no-cache', '-v'], { env: { ...env, DFLATTEN_CONTAINERD_ADDRESS: join(scratch, 'no-such.sock') } })
+    t.equal(r.exitCode, 0, r.stderr)
+    t.notMatch(r.stderr, /content store of containerd/, 'no direct write')
+    t.same(compareFs(await exportFs(ref), await exportFs(target), { labels: [ref, target] }), [])
+    t.match((await inspect(target)).Id, /^sha256:/)
+    await removeImage(target)
   })
 
   // A docker whose `load` fails at once, or never reads (to interrupt the run while it packs).
@@ -118,6 +140,7 @@ async function run(host: string): Promise<void> {
       else {
         await execa('kill', ['-9', (await readFile(pidFile, 'utf8')).trim()], { reject: false })
         t.equal((await views()).length, before.length + 1, 'kill -9 leaves the view')
+        t.match(await leases(), /\bdflatten-\S+-[0-9a-f]{8}\b/, 'and the lease holding the new blob')
         const c = await dflatten(['cleanup'], { env })
         t.equal(c.exitCode, 0, c.stderr)
       }
