@@ -80,6 +80,29 @@ async function removeResults(r: CtrdRun): Promise<void> {
   for (const c of COMMANDS) if (c.result) await removeImage(c.result(r))
 }
 
+/** The new layer's diff id, from the floor archive's config (the last of its diff ids). */
+async function newDiffId(archive: string): Promise<string> {
+  const read = async (member: string): Promise<string> => (await execa('tar', ['-xOf', archive, member])).stdout
+  const [m] = JSON.parse(await read('manifest.json')) as Array<{ Config: string }>
+  const ids = (JSON.parse(await read(m.Config)) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids
+  return ids[ids.length - 1]
+}
+
+/**
+ * Refuse to measure when another image already holds the result's new layer: its unpacked
+ * snapshot would let every load skip the unpack (a floor of a second instead of the real one).
+ */
+async function refuseHeldLayer(r: CtrdRun): Promise<void> {
+  const diffId = await newDiffId(r.floorArchive)
+  const ids = (await execa('docker', ['images', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean)
+  for (const id of new Set(ids)) {
+    const img = await inspect(id)
+    if (img?.RootFS.Layers?.includes(diffId)) {
+      throw new Error(`image ${img.RepoTags?.join(', ') || id} already holds the new layer of ${r.img.ref} (${diffId.slice(0, 19)}): remove it, or every load skips the unpack`)
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const rounds = Math.max(1, Math.round(num('BENCH_ROUNDS', 3)))
   const settleS = num('BENCH_SETTLE', 15)
@@ -109,6 +132,8 @@ async function main(): Promise<void> {
         await rm(r.floorArchive, { force: true })
         const out = await execa(r.dflatten[0], [...r.dflatten.slice(1), img.ref, '-t', r.floorTag, '--base', img.base, '--output', r.floorArchive, '--output-layer-only', '--no-cache', '--json'])
         const res = JSON.parse(out.stdout) as { layerBytes: number; blob?: { mediaType: string; size: number } }
+        await removeResults(r)
+        await refuseHeldLayer(r)
         const method = JSON.parse((await execa(r.dflatten[0], [...r.dflatten.slice(1), 'resolve', img.ref, '--base', img.base])).stdout) as { method: { name: string } }
         const i: CtrdImage = {
           key: img.key,
