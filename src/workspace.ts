@@ -12,16 +12,18 @@
  *   source/ base/ stack/ upper/ work/   overlay mount points and a writable stack's dirs
  *   container  a container made to read the image's files through `docker export`, and which
  *              daemon holds it: recorded before it is created, removed by the method's cleanup
+ *   snapshot, lease   likewise, a view snapshot (snapshots method) and a containerd lease (the
+ *              daemon destination on the containerd store): see src/work-record.ts
  *
  * Removal always unmounts first and then refuses to delete anything while a mount remains
  * under the dir, so a failed unmount can never turn into deleting through a mount.
  */
-import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
-import { basename, join } from 'node:path'
-import { randomBytes } from 'node:crypto'
+import { mkdtemp, mkdir, readFile, rm, symlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { execa } from 'execa'
 import { DflattenError } from './errors.js'
 import { daemonAddress, removeContainer, type DaemonAddress } from './docker.js'
+import { ownedName, workRecord } from './work-record.js'
 import type { Settings } from './settings.js'
 import { WORKSPACE_PREFIX, workRoot, writeOwner } from './work-dirs.js'
 
@@ -127,6 +129,12 @@ interface ContainerRecord {
   address: DaemonAddress
 }
 
+const container = workRecord<ContainerRecord>(
+  'container',
+  (r) => removeContainer(r.name, r.address),
+  (r) => `could not remove the temporary container ${r.name}`,
+)
+
 /**
  * A name for a container the workspace will own, recorded before the container is created, so
  * that however the run ends, even killed mid-create, cleanup knows what to remove.
@@ -134,39 +142,18 @@ interface ContainerRecord {
 export async function claimContainerName(dir: string): Promise<string> {
   // pack may run again on a kept workspace: the container of the run before goes first.
   await removeWorkspaceContainer(dir)
-  const name = `dflatten-export-${basename(dir).slice(WORKSPACE_PREFIX.length)}-${randomBytes(4).toString('hex')}`
-  const record: ContainerRecord = { name, address: daemonAddress() }
-  await writeFile(join(dir, 'container'), JSON.stringify(record) + '\n')
+  const name = ownedName('dflatten-export-', dir)
+  await container.write(dir, { name, address: daemonAddress() })
   return name
-}
-
-async function recordedContainer(dir: string): Promise<ContainerRecord | null> {
-  try {
-    return JSON.parse(await readFile(join(dir, 'container'), 'utf8')) as ContainerRecord
-  } catch {
-    return null
-  }
 }
 
 /** The name of the container the workspace owns, if it owns one. */
 export async function workspaceContainer(dir: string): Promise<string | null> {
-  return (await recordedContainer(dir))?.name ?? null
+  return (await container.read(dir))?.name ?? null
 }
 
-/**
- * Remove the container the workspace owns, if any. When that fails the record stays, so the
- * workspace is not deleted and a later cleanup tries again.
- */
-export async function removeWorkspaceContainer(dir: string): Promise<void> {
-  const record = await recordedContainer(dir)
-  if (!record) return
-  try {
-    await removeContainer(record.name, record.address)
-  } catch (e) {
-    throw new DflattenError('host', `could not remove the temporary container ${record.name} (${(e as Error).message}); not removing ${dir}`)
-  }
-  await rm(join(dir, 'container'), { force: true })
-}
+/** Remove the container the workspace owns, if any (see WorkRecord.release). */
+export const removeWorkspaceContainer = (dir: string): Promise<void> => container.release(dir)
 
 /**
  * Unmount everything under the workspace, then delete it. What a method recorded in it goes
