@@ -66,6 +66,7 @@ const PIECE = 1024 * 1024
 export async function writeContent(c: Containerd, lease: string, ref: string, source: Readable, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
   const hash = createHash('sha256')
   let size = 0
+  let digest = ''
   async function* requests(): AsyncGenerator<Message> {
     for await (const chunk of source as AsyncIterable<Buffer>) {
       for (let at = 0; at < chunk.length; at += PIECE) {
@@ -81,7 +82,6 @@ export async function writeContent(c: Containerd, lease: string, ref: string, so
     // commit that would add the blob to the lease. The digest it reports is compared instead.
     yield new Message().uint(1, COMMIT).bytes(2, ref).uint(3, size).uint(5, size)
   }
-  let digest = ''
   try {
     const res = await grpcCall(target(c, lease), `${CONTENT}/Write`, requests(), signal)
     const committed = res ? text(decode(res), 6) : ''

@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import type { Message } from './protobuf.js'
 
 /** gRPC status codes this project tells apart. */
-export const GRPC = { ok: 0, cancelled: 1, notFound: 5, alreadyExists: 6, unimplemented: 12, unavailable: 14 } as const
+export const GRPC = { ok: 0, notFound: 5, alreadyExists: 6, unavailable: 14 } as const
 
 export class GrpcError extends Error {
   constructor(

@@ -9,7 +9,6 @@
  * straight into its content store instead, in one read, under a lease (lease.ts), and the
  * archive only names it.
  */
-import { stat } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import type { DaemonInfo, LoadOutput } from '../docker.js'
 import { loadStage } from '../stages/load.js'
@@ -28,21 +27,20 @@ export function daemonTakesZstd(info: DaemonInfo): boolean {
 }
 
 export interface DaemonOptions {
-  /** Put the base's blobs in the archive too (they are in the daemon already). */
+  /** Leave the base's blobs out of the archive (the default: the daemon holds them already). */
   layerOnly?: boolean
   /** The containerd behind a containerd-store daemon, to write the blob into directly. */
   containerd?: Containerd
 }
 
 /**
- * Whether `c` is the daemon's containerd and answers here: its socket is ours to use and its
- * content store holds the base's first blob. Without a base layer to check by, it is not used.
+ * Whether `c` is the daemon's containerd and answers here: its socket is ours to use (a missing
+ * or forbidden one fails the call) and its content store holds the base's first blob. Without a
+ * base layer to check by, it is not used.
  */
 async function contentStoreHere(c: Containerd, image: ResultImage, signal?: AbortSignal): Promise<boolean> {
   if (image.baseLayers.length === 0) return false
   const first = image.baseLayers[0]
-  const st = await stat(c.address).catch(() => null)
-  if (!st?.isSocket()) return false
   try {
     return (await contentSize(c, first.digest, signal)) === first.size
   } catch {
