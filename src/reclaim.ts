@@ -108,7 +108,7 @@ function display(p: string): string {
  * replaced, or a whiteout) or hides what is under one of its parents (a whiteout of the parent,
  * a non-directory there, an opaque directory).
  */
-export function fromLayerListings(layers: Array<{ layer: number; entries: ListedEntry[] }>, tally: ReclaimTally): void {
+export function fromLayerListings(layers: Array<{ layer: number; entries: Iterable<ListedEntry> }>, tally: ReclaimTally): void {
   // What the layers above the one being read hold, and where they hide everything below.
   const held = new Set<string>()
   const hides = new Set<string>()

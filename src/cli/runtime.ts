@@ -98,12 +98,11 @@ export function binaryStdout(message: string): Writable {
 }
 
 /**
- * The V8 flags in bin/dflatten.js suit the overlay methods: --optimize-for-size keeps the
- * default method's peak RSS low on large images. But it also makes V8 collect the old generation
- * at each step of its growth, and the save method's first pass keeps a header for every path of
- * the layers above the base, which that slows down by half. So the CLI turns it off once it
- * knows the method is save. (The library never touches the process's flags: that is the CLI's
- * business.)
+ * The V8 flags in bin/dflatten.js suit most methods: --optimize-for-size keeps the peak RSS low.
+ * But it also makes V8 collect the old generation at each step of its growth, and the registry
+ * method's merge keeps a node for every path it meets, which that slows down by a third or more.
+ * So the CLI turns it off once it knows the method is one of those (`largeHeap`). (The library
+ * never touches the process's flags: that is the CLI's business.)
  */
 export function tuneHeap(method: { name: string }): void {
   if (getMethod(method.name).largeHeap) v8.setFlagsFromString('--no-optimize-for-size')

@@ -12,16 +12,12 @@ import { cleanMemberName, readTar, TarParser, type TarHeader, type TarSink } fro
 import { WHITEOUT_PREFIX } from '../../whiteout.js'
 import { FileDigest } from './digest.js'
 import { blobTar, isGzip, isTar, peek, type BlobDigests } from './blob.js'
+import { PackedHeaders, type DigestSlot } from './packed.js'
 
 /** Small non-layer members (manifests, configs) are kept whole; larger ones are not metadata. */
 const MAX_JSON = 8 * 1024 * 1024
 
-export interface IndexedEntry extends TarHeader {
-  /** Position of the entry in its layer tar, counted from 0. */
-  index: number
-  /** A regular file's content digest (base64 sha256), so content read elsewhere can be checked. */
-  sha256?: string
-}
+export type { IndexedEntry } from './packed.js'
 
 export interface SavedLayer {
   member: string
@@ -40,7 +36,7 @@ export interface SaveIndex {
   /** Every layer blob seen, by member name. */
   layers: Map<string, SavedLayer>
   /** Entries of the layers asked for, by diff id. */
-  entries: Map<string, IndexedEntry[]>
+  entries: Map<string, PackedHeaders>
   /** Small non-layer members (JSON), by name. */
   files: Map<string, Buffer>
   symlinks: Map<string, string>
@@ -69,14 +65,12 @@ export class BaseContent {
 
 /** The entries of one layer blob as pass 1 keeps them: headers, names cleaned, files hashed. */
 class BlobIndex implements TarSink {
-  readonly kept: IndexedEntry[] = []
-  private file: { entry: IndexedEntry; digest: FileDigest } | null = null
+  readonly kept = new PackedHeaders()
+  private file: { slot: DigestSlot; digest: FileDigest } | null = null
 
   entry(h: TarHeader): void {
-    const entry = headerOf(h) as IndexedEntry
-    entry.index = this.kept.length
-    this.kept.push(entry)
-    if (h.type === '0') this.file = { entry, digest: new FileDigest(h.size) }
+    const slot = this.kept.add(cleanHeader(h))
+    if (slot) this.file = { slot, digest: new FileDigest(h.size) }
   }
 
   data(chunk: Buffer): void {
@@ -86,7 +80,7 @@ class BlobIndex implements TarSink {
 
   end(): void {
     if (!this.file) return
-    this.file.entry.sha256 = this.file.digest.digest()
+    PackedHeaders.setDigest(this.file.slot, this.file.digest.digest())
     this.file = null
   }
 }
@@ -101,7 +95,7 @@ class BlobIndex implements TarSink {
  * caught all the same: every file the new layer takes is checked, in pass 2, against the sha256
  * this pass records, and every header against its checksum.
  */
-async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ kept: IndexedEntry[]; size: number; tarSize: number; digests?: BlobDigests }> {
+async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ kept: PackedHeaders; size: number; tarSize: number; digests?: BlobDigests }> {
   const index = new BlobIndex()
   const parser = new TarParser(index)
   if (gzip) {
@@ -113,7 +107,7 @@ async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ 
     }
     parser.finish()
     const digests = await blob.digests()
-    return { kept: index.kept, size: digests.size, tarSize, digests }
+    return { kept: index.kept.seal(), size: digests.size, tarSize, digests }
   }
   let size = 0
   for await (const c of body) {
@@ -121,7 +115,7 @@ async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ 
     if (!parser.done) parser.write(c)
   }
   parser.finish()
-  return { kept: index.kept, size, tarSize: size }
+  return { kept: index.kept.seal(), size, tarSize: size }
 }
 
 /** Pass 1: index a `docker save` stream, keeping entries of the layers whose diff ids are in `keep`. */
@@ -136,7 +130,7 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
   }
   // Which layer a blob is shows only at the end (manifest.json comes last): every blob's entries
   // wait until then.
-  const blobs = new Map<string, IndexedEntry[]>()
+  const blobs = new Map<string, PackedHeaders>()
   let position = 0
   for await (const member of readTar(source)) {
     const name = cleanMemberName(member.name).toString('latin1')
@@ -177,21 +171,9 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
   return index
 }
 
-/** The header alone, names cleaned: what the merge keeps of each entry. */
-function headerOf(e: TarHeader): TarHeader {
-  return {
-    name: cleanMemberName(e.name),
-    type: e.type,
-    mode: e.mode,
-    uid: e.uid,
-    gid: e.gid,
-    size: e.size,
-    mtime: e.mtime,
-    linkname: e.type === '1' ? cleanMemberName(e.linkname) : e.linkname,
-    devmajor: e.devmajor,
-    devminor: e.devminor,
-    xattrs: e.xattrs,
-  }
+/** The header with its names cleaned, as the merge compares them. */
+function cleanHeader(e: TarHeader): TarHeader {
+  return { ...e, name: cleanMemberName(e.name), linkname: e.type === '1' ? cleanMemberName(e.linkname) : e.linkname }
 }
 
 /**

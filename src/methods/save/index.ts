@@ -121,7 +121,7 @@ async function savedDifference(m: Mounted<SaveState>, signal?: AbortSignal, recl
 export const save: Method<SaveState> = {
   name: 'save',
   summary: "merge the layers of 'docker save' in user space (any daemon, no root; reads the image twice: docker save, then docker export)",
-  largeHeap: true,
+  largeHeap: false,
   async available({ info, otherPlatform }) {
     // Before API 1.48 docker save writes the daemon's default platform only (Docker 26 puts
     // every platform's blobs in the archive, but manifest.json names only that one).

@@ -4,13 +4,35 @@
  * them.
  */
 import { entryFromHeader, type LayerEntry } from '../../entry.js'
-import type { TarHeader } from '../../tar/index.js'
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../../whiteout.js'
 import { whiteoutEntry } from '../stat.js'
 import { baseName, type BaseContent, type IndexedEntry, type SavedLayer } from './first-pass.js'
+import { PackedHeaders } from './packed.js'
+
+/** How a merged entry reads its header back: from the store, without holding the header itself. */
+function fromStore(store: PackedHeaders, at: number, index: number): () => IndexedEntry {
+  return () => store.header(at, index)
+}
+
+function held(e: IndexedEntry): () => IndexedEntry {
+  return () => e
+}
+
+function reader(entries: Iterable<IndexedEntry>, e: IndexedEntry): () => IndexedEntry {
+  return entries instanceof PackedHeaders && e.at !== undefined ? fromStore(entries, e.at, e.index) : held(e)
+}
 
 interface Merged {
-  header: TarHeader
+  /** The tar type and size: all the merge itself looks at. */
+  type: string
+  size: number
+  /**
+   * The whole header, read when the entry is written: on a packed layer it is read back from the
+   * store, as most paths of a large image are replaced by a higher layer before the end.
+   */
+  header: () => IndexedEntry
+  /** The path it goes out under where the header's own name is not it (whiteouts, shared links). */
+  name?: Buffer
   layer: SavedLayer
   index: number
   /** For a hardlink: the entry whose content it shares (layer and index). */
@@ -53,7 +75,7 @@ function parentOf(p: string): string {
  * effect on the base. Within a layer, whiteouts and opaque markers act on the layers below it
  * only, so they are applied before the layer's own entries.
  */
-export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedEntry[] }>, base?: BaseContent): LayerEntry[] {
+export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: Iterable<IndexedEntry> }>, base?: BaseContent): LayerEntry[] {
   const root: Node = {}
   for (const { layer, entries } of layers) {
     for (const e of entries) {
@@ -68,7 +90,7 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedE
         const n = nodeAt(root, gone, true)
         n.kids = undefined
         n.opaque = false
-        n.m = { header: { ...e, name: Buffer.from(gone, 'latin1') }, layer, index: e.index, whiteout: true }
+        n.m = { type: e.type, size: 0, header: reader(entries, e), name: Buffer.from(gone, 'latin1'), layer, index: e.index, whiteout: true }
       }
     }
     for (const e of entries) {
@@ -78,20 +100,23 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedE
       const before = n.m
       if (e.type === '5') {
         // A directory over something this merge deleted or replaced must hide the base's copy.
-        if (before && (before.whiteout || before.header.type !== '5')) n.opaque = true
-        n.m = { header: e, layer, index: e.index }
+        if (before && (before.whiteout || before.type !== '5')) n.opaque = true
+        n.m = { type: e.type, size: e.size, header: reader(entries, e), layer, index: e.index }
         continue
       }
       n.kids = undefined
       n.opaque = false
-      n.m = { header: e, layer, index: e.index }
+      n.m = { type: e.type, size: e.size, header: reader(entries, e), layer, index: e.index }
       if (e.type === '1') {
         // Links come after their target in a tar; the target's node holds the version the link
         // shares, from this layer or an earlier one. A link to a base file stays a link.
         const target = nodeAt(root, e.linkname.toString('latin1'), false)?.m
-        if (target && !target.whiteout && (target.header.type === '0' || target.content)) {
+        if (target && !target.whiteout && (target.type === '0' || target.content)) {
           n.m = {
-            header: { ...target.header, name: e.name },
+            type: target.type,
+            size: target.size,
+            header: target.header,
+            name: e.name,
             layer,
             index: e.index,
             content: target.content ?? { layer: target.layer, index: target.index },
@@ -104,11 +129,12 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: IndexedE
 }
 
 function toEntry(m: Merged): LayerEntry | null {
-  const h = m.header
-  if (m.whiteout) return whiteoutEntry(h.name)
+  // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- every whiteout is made with the path it deletes
+  if (m.whiteout) return whiteoutEntry(m.name!)
   // A merged link that shares content carries its target's header: a file's.
-  const e = entryFromHeader(h)
-  return e && { ...e, sha256: e.kind === 'file' ? (h as IndexedEntry).sha256 : undefined }
+  const h = m.header()
+  const e = entryFromHeader(h, m.name ?? h.name)
+  return e && { ...e, sha256: e.kind === 'file' ? h.sha256 : undefined }
 }
 
 /** The entry whose content it is: its own, or the one a hardlink shares. */
@@ -131,11 +157,11 @@ function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
   const firstEmpty = new Map<string, LayerEntry>()
   const walk = (n: Node, path: string): void => {
     const m = n.m
-    const file = m !== undefined && !m.whiteout && (m.header.type === '0' || m.content !== undefined)
+    const file = m !== undefined && !m.whiteout && (m.type === '0' || m.content !== undefined)
     const source = m && sourceOf(m)
     const key = source ? `${source.layer.member}#${source.index}` : ''
-    const firstName = file && m.header.size === 0 ? firstEmpty.get(key) : undefined
-    if (file && m.header.size > 0) {
+    const firstName = file && m.size === 0 ? firstEmpty.get(key) : undefined
+    if (file && m.size > 0) {
       const g = groups.get(key) ?? { source: sourceOf(m), members: [] }
       g.members.push([Buffer.from(path, 'latin1'), m])
       groups.set(key, g)
@@ -147,7 +173,7 @@ function layerOrder(root: Node, base?: BaseContent): LayerEntry[] {
       if (e) meta.push(e)
       if (e && file) firstEmpty.set(key, e)
     }
-    if (n.opaque && (path === '' || m?.header.type === '5') && (!base || base.hasUnder(path))) {
+    if (n.opaque && (path === '' || m?.type === '5') && (!base || base.hasUnder(path))) {
       meta.push({ ...whiteoutEntry(Buffer.from(path, 'latin1')), kind: 'opaque' })
     }
     for (const [k, kid] of [...(n.kids ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) walk(kid, path ? `${path}/${k}` : k)

@@ -1,0 +1,186 @@
+/**
+ * Pass 1's headers, packed. Which layer a blob of `docker save` is shows only when manifest.json
+ * arrives, last, so every header of every blob waits until then; as one object and one Buffer a
+ * header that cost about as much as the merge and the rest of pass 1 together. Here a header is a
+ * few bytes in a shared buffer, and the merge reads them back as headers one at a time.
+ */
+import type { TarHeader } from '../../tar/index.js'
+
+/** A header as pass 1 keeps it, read back: names cleaned, a regular file's content hashed. */
+export interface IndexedEntry extends TarHeader {
+  /** Position of the entry in its layer tar, counted from 0. */
+  index: number
+  /** A regular file's content digest (base64 sha256), so content read elsewhere can be checked. */
+  sha256?: string
+  /** Where a packed store holds it (PackedHeaders.header reads it back). */
+  at?: number
+}
+
+const FIRST_CHUNK = 4 * 1024
+const MAX_CHUNK = 1024 * 1024
+const SHA256_BYTES = 32
+
+const HAS_LINK = 1
+const HAS_DEVICE = 2
+const HAS_XATTRS = 4
+const HAS_SHA256 = 8
+
+/** Fixed part: type, flags, mode, uid, gid (u32 each), size, mtime (doubles), name length. */
+const FIXED = 1 + 1 + 4 * 3 + 8 * 2 + 4
+
+/** Where a file's digest goes once its content has passed. */
+export interface DigestSlot {
+  chunk: Buffer
+  offset: number
+}
+
+/** The headers of one layer blob, in tar order; `index` is the position in the blob. */
+export class PackedHeaders implements Iterable<IndexedEntry> {
+  private readonly chunks: Buffer[] = []
+  private current = Buffer.alloc(0)
+  private used = 0
+  private sealed = false
+  /** How many headers it holds. */
+  length = 0
+
+  /** Add a header; a regular file gets room for its digest, filled by `setDigest`. */
+  add(h: TarHeader): DigestSlot | null {
+    if (this.sealed) throw new Error('packed headers: add after seal')
+    const file = h.type === '0'
+    const link = h.linkname.length > 0
+    const device = h.devmajor !== 0 || h.devminor !== 0
+    const xattrs = h.xattrs.length > 0
+    let need = FIXED + h.name.length
+    if (link) need += 4 + h.linkname.length
+    if (device) need += 8
+    if (xattrs) {
+      need += 2
+      for (const [k, v] of h.xattrs) need += 2 + Buffer.byteLength(k, 'utf8') + 4 + v.length
+    }
+    if (file) need += SHA256_BYTES
+    const b = this.room(need)
+    let o = this.used
+    o = b.writeUInt8(h.type.charCodeAt(0), o)
+    o = b.writeUInt8((link ? HAS_LINK : 0) | (device ? HAS_DEVICE : 0) | (xattrs ? HAS_XATTRS : 0) | (file ? HAS_SHA256 : 0), o)
+    o = b.writeUInt32LE(h.mode, o)
+    o = b.writeUInt32LE(h.uid, o)
+    o = b.writeUInt32LE(h.gid, o)
+    o = b.writeDoubleLE(h.size, o)
+    o = b.writeDoubleLE(h.mtime, o)
+    o = b.writeUInt32LE(h.name.length, o)
+    o += h.name.copy(b, o)
+    if (link) {
+      o = b.writeUInt32LE(h.linkname.length, o)
+      o += h.linkname.copy(b, o)
+    }
+    if (device) {
+      o = b.writeUInt32LE(h.devmajor, o)
+      o = b.writeUInt32LE(h.devminor, o)
+    }
+    if (xattrs) {
+      o = b.writeUInt16LE(h.xattrs.length, o)
+      for (const [k, v] of h.xattrs) {
+        o = b.writeUInt16LE(Buffer.byteLength(k, 'utf8'), o)
+        o += b.write(k, o, 'utf8')
+        o = b.writeUInt32LE(v.length, o)
+        o += v.copy(b, o)
+      }
+    }
+    const slot = file ? { chunk: b, offset: o } : null
+    if (file) o += SHA256_BYTES
+    this.used = o
+    this.length++
+    return slot
+  }
+
+  /** Record a file's content digest (base64 sha256, as `LayerEntry.sha256` holds it). */
+  static setDigest(slot: DigestSlot, sha256: string): void {
+    slot.chunk.write(sha256, slot.offset, SHA256_BYTES, 'base64')
+  }
+
+  /** No more headers: the last chunk shrinks to what it holds. */
+  seal(): this {
+    if (!this.sealed && this.used > 0) this.chunks.push(Buffer.from(this.current.subarray(0, this.used)))
+    this.current = Buffer.alloc(0)
+    this.used = 0
+    this.sealed = true
+    return this
+  }
+
+  *[Symbol.iterator](): Generator<IndexedEntry> {
+    if (!this.sealed) throw new Error('packed headers: read before seal')
+    let index = 0
+    for (const [c, b] of this.chunks.entries()) {
+      for (let o = 0; o < b.length; ) {
+        const { entry, end } = decode(b, o, index++)
+        entry.at = c * CHUNK_SPAN + o
+        o = end
+        yield entry
+      }
+    }
+  }
+
+  /** The header the iterator gave with this `at` and `index`, read again. */
+  header(at: number, index: number): IndexedEntry {
+    const c = Math.floor(at / CHUNK_SPAN)
+    return decode(this.chunks[c], at - c * CHUNK_SPAN, index).entry
+  }
+
+  /** A chunk with room for `need` more bytes; a full one is kept at its used size. */
+  private room(need: number): Buffer {
+    if (this.used + need <= this.current.length) return this.current
+    if (this.used > 0) this.chunks.push(this.current.subarray(0, this.used))
+    const grown = Math.min(MAX_CHUNK, Math.max(FIRST_CHUNK, this.current.length * 2))
+    this.current = Buffer.allocUnsafeSlow(Math.max(grown, need))
+    this.used = 0
+    return this.current
+  }
+}
+
+const NOTHING: Buffer = Buffer.alloc(0)
+
+/** `at` is chunk * CHUNK_SPAN + offset: chunks are far smaller, and the sum stays an exact number. */
+const CHUNK_SPAN = 2 ** 32
+
+/** The header packed at `o`; its Buffers are views of the chunk. */
+function decode(b: Buffer, o: number, index: number): { entry: IndexedEntry; end: number } {
+  const type = String.fromCharCode(b[o])
+  const flags = b[o + 1]
+  const mode = b.readUInt32LE(o + 2)
+  const uid = b.readUInt32LE(o + 6)
+  const gid = b.readUInt32LE(o + 10)
+  const size = b.readDoubleLE(o + 14)
+  const mtime = b.readDoubleLE(o + 22)
+  const nameLength = b.readUInt32LE(o + 30)
+  o += FIXED
+  const name = b.subarray(o, (o += nameLength))
+  let linkname: Buffer = NOTHING
+  if (flags & HAS_LINK) {
+    const n = b.readUInt32LE(o)
+    linkname = b.subarray(o + 4, (o += 4 + n))
+  }
+  let devmajor = 0
+  let devminor = 0
+  if (flags & HAS_DEVICE) {
+    devmajor = b.readUInt32LE(o)
+    devminor = b.readUInt32LE(o + 4)
+    o += 8
+  }
+  const xattrs: Array<[string, Buffer]> = []
+  if (flags & HAS_XATTRS) {
+    const count = b.readUInt16LE(o)
+    o += 2
+    for (let i = 0; i < count; i++) {
+      const kl = b.readUInt16LE(o)
+      const k = b.toString('utf8', o + 2, (o += 2 + kl))
+      const vl = b.readUInt32LE(o)
+      xattrs.push([k, b.subarray(o + 4, (o += 4 + vl))])
+    }
+  }
+  const entry: IndexedEntry = { name, type, mode, uid, gid, size, mtime, linkname, devmajor, devminor, xattrs, index }
+  if (flags & HAS_SHA256) {
+    entry.sha256 = b.toString('base64', o, o + SHA256_BYTES)
+    o += SHA256_BYTES
+  }
+  return { entry, end: o }
+}
