@@ -9,35 +9,48 @@ import { whiteoutEntry } from '../stat.js'
 import { baseName, type BaseContent, type IndexedEntry, type SavedLayer } from './first-pass.js'
 import { PackedHeaders } from './packed.js'
 
-/** How a merged entry reads its header back: from the store, without holding the header itself. */
-function fromStore(store: PackedHeaders, at: number, index: number): () => IndexedEntry {
-  return () => store.header(at, index)
-}
-
-function held(e: IndexedEntry): () => IndexedEntry {
-  return () => e
-}
-
-function reader(entries: Iterable<IndexedEntry>, e: IndexedEntry): () => IndexedEntry {
-  return entries instanceof PackedHeaders && e.at !== undefined ? fromStore(entries, e.at, e.index) : held(e)
-}
-
+/**
+ * What the merge keeps at a path: the tar type and size, which are all the merge itself looks
+ * at, and where the whole header is, read when the entry is written. A path of a large image is
+ * replaced by higher layers several times over, so a node's Merged is reused and a header held
+ * only where a layer is not packed (tests give plain arrays).
+ */
 interface Merged {
-  /** The tar type and size: all the merge itself looks at. */
   type: string
   size: number
-  /**
-   * The whole header, read when the entry is written: on a packed layer it is read back from the
-   * store, as most paths of a large image are replaced by a higher layer before the end.
-   */
-  header: () => IndexedEntry
-  /** The path it goes out under where the header's own name is not it (whiteouts, shared links). */
-  name?: Buffer
   layer: SavedLayer
   index: number
+  /** The header: `at` in `store`, or `entry` itself. */
+  store: PackedHeaders | undefined
+  at: number
+  entry: IndexedEntry | undefined
+  /** The path it goes out under where the header's own name is not it (whiteouts, shared links). */
+  name: Buffer | undefined
   /** For a hardlink: the entry whose content it shares (layer and index). */
-  content?: { layer: SavedLayer; index: number }
-  whiteout?: true
+  content: { layer: SavedLayer; index: number } | undefined
+  whiteout: boolean
+}
+
+function headerOf(m: Merged): IndexedEntry {
+  // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- hold() sets either store or entry
+  return m.store ? m.store.header(m.at, m.index) : m.entry!
+}
+
+/** Make `n` hold entry `e` of `layer` (reusing what it held). */
+function hold(n: Node, e: IndexedEntry, entries: Iterable<IndexedEntry>, layer: SavedLayer): Merged {
+  const packed = entries instanceof PackedHeaders && e.at !== undefined
+  const m = (n.m ??= { type: '', size: 0, layer, index: 0, store: undefined, at: 0, entry: undefined, name: undefined, content: undefined, whiteout: false })
+  m.type = e.type
+  m.size = e.size
+  m.layer = layer
+  m.index = e.index
+  m.store = packed ? entries : undefined
+  m.at = e.at ?? 0
+  m.entry = packed ? undefined : e
+  m.name = undefined
+  m.content = undefined
+  m.whiteout = false
+  return m
 }
 
 /** The merged tree: one node a path, children by name (latin1, so bytes compare as bytes). */
@@ -90,7 +103,10 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: Iterable
         const n = nodeAt(root, gone, true)
         n.kids = undefined
         n.opaque = false
-        n.m = { type: e.type, size: 0, header: reader(entries, e), name: Buffer.from(gone, 'latin1'), layer, index: e.index, whiteout: true }
+        const m = hold(n, e, entries, layer)
+        m.size = 0
+        m.name = Buffer.from(gone, 'latin1')
+        m.whiteout = true
       }
     }
     for (const e of entries) {
@@ -101,26 +117,24 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: Iterable
       if (e.type === '5') {
         // A directory over something this merge deleted or replaced must hide the base's copy.
         if (before && (before.whiteout || before.type !== '5')) n.opaque = true
-        n.m = { type: e.type, size: e.size, header: reader(entries, e), layer, index: e.index }
+        hold(n, e, entries, layer)
         continue
       }
       n.kids = undefined
       n.opaque = false
-      n.m = { type: e.type, size: e.size, header: reader(entries, e), layer, index: e.index }
+      const m = hold(n, e, entries, layer)
       if (e.type === '1') {
         // Links come after their target in a tar; the target's node holds the version the link
         // shares, from this layer or an earlier one. A link to a base file stays a link.
         const target = nodeAt(root, e.linkname.toString('latin1'), false)?.m
-        if (target && !target.whiteout && (target.type === '0' || target.content)) {
-          n.m = {
-            type: target.type,
-            size: target.size,
-            header: target.header,
-            name: e.name,
-            layer,
-            index: e.index,
-            content: target.content ?? { layer: target.layer, index: target.index },
-          }
+        if (target && target !== m && !target.whiteout && (target.type === '0' || target.content)) {
+          m.type = target.type
+          m.size = target.size
+          m.store = target.store
+          m.at = target.at
+          m.entry = target.entry
+          m.name = e.name
+          m.content = target.content ?? { layer: target.layer, index: target.index }
         }
       }
     }
@@ -132,7 +146,7 @@ function toEntry(m: Merged): LayerEntry | null {
   // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- every whiteout is made with the path it deletes
   if (m.whiteout) return whiteoutEntry(m.name!)
   // A merged link that shares content carries its target's header: a file's.
-  const h = m.header()
+  const h = headerOf(m)
   const e = entryFromHeader(h, m.name ?? h.name)
   return e && { ...e, sha256: e.kind === 'file' ? h.sha256 : undefined }
 }
