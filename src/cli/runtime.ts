@@ -100,7 +100,7 @@ export function binaryStdout(message: string): Writable {
 /**
  * The V8 flags in bin/dflatten.js suit most methods: --optimize-for-size keeps the peak RSS low.
  * But it also makes V8 collect the old generation at each step of its growth, and the registry
- * method's merge keeps a node for every path it meets, which that slows down by a third or more.
+ * method's merge keeps a node for every path it meets, which that slows markedly (README, Performance).
  * So the CLI turns it off once it knows the method is one of those (`largeHeap`). (The library
  * never touches the process's flags: that is the CLI's business.)
  */

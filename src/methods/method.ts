@@ -94,7 +94,7 @@ export interface Method<S = unknown> {
   readonly name: string
   /** One line for --help. */
   readonly summary: string
-  /** Keeps a record of every path above the base in memory (the CLI sizes V8's heap for it). */
+  /** Makes a long-lived object for every path it meets, which V8's optimize-for-size slows (the CLI turns it off). */
   readonly largeHeap: boolean
   /** Whether it can work with this daemon, store, user and image. */
   available(probe: Probe): Promise<Availability>
