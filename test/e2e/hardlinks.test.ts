@@ -50,7 +50,7 @@ t.test('save: the merge keeps the names of an inode one inode, empty or not', as
     name: Buffer.from(name), type, mode: 0o644, uid: 0, gid: 0, size, mtime: 7, linkname: Buffer.from(link), devmajor: 0, devminor: 0, xattrs: [], index,
     ...(type === '0' ? { sha256: `sha-${name}` } : {}),
   })
-  const entries = mergeLayers([
+  const entries = [...mergeLayers([
     {
       layer: layer('l1', 0),
       entries: [
@@ -77,7 +77,7 @@ t.test('save: the merge keeps the names of an inode one inode, empty or not', as
         e(4, 'hl/to-base', '1', 0, 'base/f'),
       ],
     },
-  ])
+  ])]
   t.same(groupsOf(t, entries), [
     ['hl/a0', 'hl/t2', 'hl/t3'],
     ['hl/e', 'hl/e2', 'hl/e3'],

@@ -67,7 +67,7 @@ t.test('a layer held twice: its second layer.tar, a symlink to the first copy, i
     ['b/layer.tar', ids[1]],
     ['b/layer.tar', ids[1]],
   ], 'each place of the layer is the one blob, through a symlink and a symlink to a symlink')
-  const entries = mergeLayers(image.layers.slice(1).map((l) => ({ layer: l, entries: index.entries.get(l.diffId) ?? [] })), index.base)
+  const entries = [...mergeLayers(image.layers.slice(1).map((l) => ({ layer: l, entries: index.entries.get(l.diffId) ?? [] })), index.base)]
   t.same(entries.map((e) => [e.path.toString(), e.from?.member]), [['rep/f', 'b/layer.tar'], ['rep/g', 'c/layer.tar']], 'merged once, content from the one copy')
 })
 

@@ -106,10 +106,10 @@ t.test('the merge hands each file its content digest, through hardlinks whose ta
     index,
     ...over,
   })
-  const entries = mergeLayers([
+  const entries = [...mergeLayers([
     { layer: layer(1), entries: [entry(0, 'a', { size: 3, sha256: digest('old') }), entry(1, 'b', { type: '1', linkname: Buffer.from('a') })] },
     { layer: layer(2), entries: [entry(0, 'a', { size: 3, sha256: digest('new') })] },
-  ])
+  ])]
   const byPath = Object.fromEntries(entries.map((e) => [e.path.toString(), e]))
   t.equal(byPath.a.sha256, digest('new'))
   t.equal(byPath.b.kind, 'file', 'b keeps the old content as a file of its own')

@@ -84,7 +84,25 @@ t.test('many headers span chunks and keep their order and digests', (t) => {
   }
   t.equal(i, n, 'every header comes back')
   t.equal(bad, 0, 'each with its own name, size, position and digest')
+  let misread = 0
+  for (const e of packed) {
+    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- the iterator sets at on every header
+    if (packed.header(e.at!, e.index).name.toString() !== e.name.toString()) misread++
+  }
+  t.equal(misread, 0, 'a header is found again by where it is, in any chunk')
   t.throws(() => packed.add(header({})), /after seal/, 'nothing is added once sealed')
+  t.end()
+})
+
+t.test('whiteouts and the rest are read apart, each with its place in the layer', (t) => {
+  const names = ['.wh.top', 'etc', 'etc/.wh.gone', 'etc/x.wh.not', 'etc/.wh..wh..opq', '.wh', 'a/.wh', 'a/b/.wh.c' + 'd'.repeat(200), 'a/.wh./f']
+  const packed = new PackedHeaders()
+  for (const [i, name] of names.entries()) packed.add(header({ name: Buffer.from(name), xattrs: i % 2 ? [['user.k', Buffer.from('v')]] : [] }))
+  packed.seal()
+  const read = (whiteouts: boolean | null): string[] => [...packed.select(whiteouts)].map((e) => `${e.index} ${e.name.toString()}`)
+  t.same(read(true), ['0 .wh.top', '2 etc/.wh.gone', '4 etc/.wh..wh..opq', `7 a/b/.wh.c${'d'.repeat(200)}`])
+  t.same(read(false), ['1 etc', '3 etc/x.wh.not', '5 .wh', '6 a/.wh', '8 a/.wh./f'])
+  t.same(read(null), names.map((n, i) => `${i} ${n}`))
   t.end()
 })
 

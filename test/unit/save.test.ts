@@ -6,6 +6,7 @@ import { FileDigest } from '../../src/methods/save/digest.js'
 import { layerStream } from '../../src/layer-tar.js'
 import { BaseContent, indexSave, savedImage, type IndexedEntry, type SavedLayer } from '../../src/methods/save/first-pass.js'
 import { mergeLayers } from '../../src/methods/save/merge.js'
+import { PackedHeaders } from '../../src/methods/save/packed.js'
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import tar from 'tar-stream'
@@ -448,6 +449,12 @@ function asIndexed(layer: ReturnType<typeof randomLayer>): IndexedEntry[] {
   }))
 }
 
+function packed(entries: IndexedEntry[]): PackedHeaders {
+  const store = new PackedHeaders()
+  for (const e of entries) store.add(e)
+  return store.seal()
+}
+
 t.test('merging layers has the same effect on any base as applying them one by one', async (t) => {
   let cases = 0
   for (let seed = 1; seed <= 400; seed++) {
@@ -457,17 +464,18 @@ t.test('merging layers has the same effect on any base as applying them one by o
     apply(base, randomLayer(base, r, 'base2'))
 
     const layered = new Map(base)
-    const layers: Array<{ layer: SavedLayer; entries: IndexedEntry[]; raw: ReturnType<typeof randomLayer> }> = []
+    const layers: Array<{ layer: SavedLayer; entries: Iterable<IndexedEntry>; raw: ReturnType<typeof randomLayer> }> = []
     const count = 1 + Math.floor(r() * 4)
     for (let j = 0; j < count; j++) {
       const raw = randomLayer(layered, r, `L${j}.`)
       apply(layered, raw)
       const layer: SavedLayer = { member: `m${j}`, diffId: `d${j}`, digest: `d${j}`, size: 0, gzip: false, position: count - j }
-      layers.push({ layer, entries: asIndexed(raw), raw })
+      // Half the cases read the headers back from a packed store, as pass 1 keeps them.
+      layers.push({ layer, entries: seed % 4 < 2 ? asIndexed(raw) : packed(asIndexed(raw)), raw })
     }
     const known = new BaseContent()
     for (const p of base.keys()) known.add(p)
-    const merged = mergeLayers(layers, seed % 2 ? known : undefined)
+    const merged = [...mergeLayers(layers, seed % 2 ? known : undefined)]
     const flat = new Map(base)
     const contentOf = (e: LayerEntry): string | undefined => {
       const from = e.from
@@ -498,7 +506,7 @@ t.test('with the base known, nothing hides what the base never had', async (t) =
   base.add('etc')
   base.add('etc/conf')
   base.add('tmp')
-  const names = (entries: LayerEntry[]): string[] => entries.map((x) => `${x.kind} ${x.path.toString()}`)
+  const names = (entries: Iterable<LayerEntry>): string[] => [...entries].map((x) => `${x.kind} ${x.path.toString()}`)
   t.same(names(mergeLayers(layers, base)), ['dir etc', 'whiteout etc/conf', 'dir new', 'dir tmp'])
   t.same(names(mergeLayers(layers)), ['dir etc', 'whiteout etc/conf', 'dir new', 'opaque new', 'dir tmp', 'whiteout tmp/scratch'], 'unknown base: keep them all')
 })

@@ -35,7 +35,7 @@ export function hiddenInContainers(path: Buffer): boolean {
  * Can the export supply the content of every file these entries take from the image? If not,
  * the first path it cannot supply.
  */
-export function exportCanSupply(entries: Iterable<LayerEntry>): { ok: true } | { ok: false; path: Buffer } {
+export function exportCanSupply<E extends Pick<LayerEntry, 'path' | 'from'>>(entries: Iterable<E>): { ok: true } | { ok: false; path: Buffer } {
   for (const e of entries) if (e.from && hiddenInContainers(e.path)) return { ok: false, path: e.path }
   return { ok: true }
 }

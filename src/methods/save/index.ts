@@ -12,7 +12,6 @@
  * Content-bearing entries are ordered as their source delivers them, which is fixed for a given
  * daemon and image. Nothing is written but the entries file.
  */
-import type { LayerEntry } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
 import { apiAtLeast, type DaemonInfo, dockerSave, explainFailure, finished, historyLength, serverApiVersion } from '../../docker.js'
 import { removeWorkspaceContainer } from '../../workspace.js'
@@ -22,7 +21,7 @@ import type { Method } from '../method.js'
 import { historyUpToLayer } from '../../history.js'
 import { fromLayerListings, ReclaimTally, type Reclaimed } from '../../reclaim.js'
 import { indexSave, savedImage } from './first-pass.js'
-import { mergeLayers } from './merge.js'
+import { mergeLayers, type MergedLayer } from './merge.js'
 import { exportCanSupply, exportedLayer } from './export.js'
 import { savedLayer } from './second-save.js'
 import { exportLeaks } from './export-leak.js'
@@ -54,10 +53,10 @@ function secondSaveReason(settings: Settings, daemon: DaemonInfo): string | null
  * Where pass 2 reads content: the export where it can supply it all (see export.ts) and leaves
  * the daemon as it found it (see export-leak.ts).
  */
-function contentSource(entries: LayerEntry[], settings: Settings, daemon: DaemonInfo): NonNullable<SaveState['content']> {
+function contentSource(merged: MergedLayer, settings: Settings, daemon: DaemonInfo): NonNullable<SaveState['content']> {
   const second = secondSaveReason(settings, daemon)
   if (second) return { from: 'save', reason: second }
-  const can = exportCanSupply(entries)
+  const can = exportCanSupply(merged.withContent())
   if (!can.ok) {
     return {
       from: 'save',

@@ -37,6 +37,8 @@ export interface DigestSlot {
 /** The headers of one layer blob, in tar order; `index` is the position in the blob. */
 export class PackedHeaders implements Iterable<IndexedEntry> {
   private readonly chunks: Buffer[] = []
+  /** Where each chunk starts in the store's bytes: `at` counts from the first. */
+  private readonly starts: number[] = []
   private current = Buffer.alloc(0)
   private used = 0
   private sealed = false
@@ -100,36 +102,63 @@ export class PackedHeaders implements Iterable<IndexedEntry> {
 
   /** No more headers: the last chunk shrinks to what it holds. */
   seal(): this {
-    if (!this.sealed && this.used > 0) this.chunks.push(Buffer.from(this.current.subarray(0, this.used)))
+    if (!this.sealed && this.used > 0) this.push(Buffer.from(this.current.subarray(0, this.used)))
     this.current = Buffer.alloc(0)
     this.used = 0
     this.sealed = true
     return this
   }
 
-  *[Symbol.iterator](): Generator<IndexedEntry> {
+  [Symbol.iterator](): Generator<IndexedEntry> {
+    return this.select(null)
+  }
+
+  /**
+   * The headers whose name is a whiteout's or opaque marker's (`whiteouts` true), or those whose
+   * name is not (false); null: all. Those left out are skipped without being read back.
+   */
+  *select(whiteouts: boolean | null): Generator<IndexedEntry> {
     if (!this.sealed) throw new Error('packed headers: read before seal')
     let index = 0
     for (const [c, b] of this.chunks.entries()) {
-      for (let o = 0; o < b.length; ) {
-        const { entry, end } = decode(b, o, index++)
-        entry.at = c * CHUNK_SPAN + o
+      for (let o = 0; o < b.length; index++) {
+        const end = endOf(b, o)
+        if (whiteouts === null || isWhiteoutName(b, o + FIXED, o + FIXED + b.readUInt32LE(o + 30)) === whiteouts) {
+          const entry = decode(b, o, index)
+          entry.at = this.starts[c] + o
+          yield entry
+        }
         o = end
-        yield entry
       }
     }
   }
 
   /** The header the iterator gave with this `at` and `index`, read again. */
   header(at: number, index: number): IndexedEntry {
-    const c = Math.floor(at / CHUNK_SPAN)
-    return decode(this.chunks[c], at - c * CHUNK_SPAN, index).entry
+    // The last chunk that starts at or before `at`.
+    let lo = 0
+    let hi = this.starts.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1
+      if (this.starts[mid] <= at) lo = mid
+      else hi = mid - 1
+    }
+    return decode(this.chunks[lo], at - this.starts[lo], index)
+  }
+
+  private push(chunk: Buffer): void {
+    const last = this.chunks.length - 1
+    const start = last < 0 ? 0 : this.starts[last] + this.chunks[last].length
+    // `at` stays a small integer (V8 keeps it unboxed), which a merge holding one a path needs.
+    if (start + chunk.length > MAX_AT) throw new Error('packed headers: more than 1 GiB of headers in one layer')
+    this.chunks.push(chunk)
+    this.starts.push(start)
   }
 
   /** A chunk with room for `need` more bytes; a full one is kept at its used size. */
   private room(need: number): Buffer {
     if (this.used + need <= this.current.length) return this.current
-    if (this.used > 0) this.chunks.push(this.current.subarray(0, this.used))
+    if (this.used > 0) this.push(this.current.subarray(0, this.used))
     const grown = Math.min(MAX_CHUNK, Math.max(FIRST_CHUNK, this.current.length * 2))
     this.current = Buffer.allocUnsafeSlow(Math.max(grown, need))
     this.used = 0
@@ -139,11 +168,38 @@ export class PackedHeaders implements Iterable<IndexedEntry> {
 
 const NOTHING: Buffer = Buffer.alloc(0)
 
-/** `at` is chunk * CHUNK_SPAN + offset: chunks are far smaller, and the sum stays an exact number. */
-const CHUNK_SPAN = 2 ** 32
+const MAX_AT = 2 ** 30
+
+const SLASH = 0x2f
+const WHITEOUT = Buffer.from('.wh.', 'latin1')
+
+/** Does the last part of the name in b[start, end) begin with `.wh.`? */
+export function isWhiteoutName(b: Buffer, start: number, end: number): boolean {
+  let from = end
+  while (from > start && b[from - 1] !== SLASH) from--
+  return end - from >= WHITEOUT.length && b.compare(WHITEOUT, 0, WHITEOUT.length, from, from + WHITEOUT.length) === 0
+}
+
+/** Where the header packed at `o` ends, read from its lengths alone. */
+function endOf(b: Buffer, o: number): number {
+  const flags = b[o + 1]
+  let end = o + FIXED + b.readUInt32LE(o + 30)
+  if (flags & HAS_LINK) end += 4 + b.readUInt32LE(end)
+  if (flags & HAS_DEVICE) end += 8
+  if (flags & HAS_XATTRS) {
+    const count = b.readUInt16LE(end)
+    end += 2
+    for (let i = 0; i < count; i++) {
+      end += 2 + b.readUInt16LE(end)
+      end += 4 + b.readUInt32LE(end)
+    }
+  }
+  if (flags & HAS_SHA256) end += SHA256_BYTES
+  return end
+}
 
 /** The header packed at `o`; its Buffers are views of the chunk. */
-function decode(b: Buffer, o: number, index: number): { entry: IndexedEntry; end: number } {
+function decode(b: Buffer, o: number, index: number): IndexedEntry {
   const type = String.fromCharCode(b[o])
   const flags = b[o + 1]
   const mode = b.readUInt32LE(o + 2)
@@ -178,9 +234,6 @@ function decode(b: Buffer, o: number, index: number): { entry: IndexedEntry; end
     }
   }
   const entry: IndexedEntry = { name, type, mode, uid, gid, size, mtime, linkname, devmajor, devminor, xattrs, index }
-  if (flags & HAS_SHA256) {
-    entry.sha256 = b.toString('base64', o, o + SHA256_BYTES)
-    o += SHA256_BYTES
-  }
-  return { entry, end: o }
+  if (flags & HAS_SHA256) entry.sha256 = b.toString('base64', o, o + SHA256_BYTES)
+  return entry
 }
