@@ -510,3 +510,30 @@ t.test('with the base known, nothing hides what the base never had', async (t) =
   t.same(names(mergeLayers(layers, base)), ['dir etc', 'whiteout etc/conf', 'dir new', 'dir tmp'])
   t.same(names(mergeLayers(layers)), ['dir etc', 'whiteout etc/conf', 'dir new', 'opaque new', 'dir tmp', 'whiteout tmp/scratch'], 'unknown base: keep them all')
 })
+
+t.test('what a higher layer deletes is left out, but a surviving hardlink keeps its content', async (t) => {
+  const layer = (member: string, position: number): SavedLayer => ({ member, diffId: member, digest: member, size: 0, gzip: false, position })
+  const e = (name: string, type: string, index: number, size = 0, link = ''): IndexedEntry => ({
+    name: Buffer.from(name), type, mode: 0o644, uid: 0, gid: 0, size, mtime: 0, linkname: Buffer.from(link), devmajor: 0, devminor: 0, xattrs: [], index,
+  })
+  const layers = [
+    { layer: layer('l1', 0), entries: [e('cache', '5', 0), e('cache/a', '0', 1, 3), e('cache/b', '0', 2, 4), e('keep', '5', 3)] },
+    { layer: layer('l2', 1), entries: [e('keep', '5', 0), e('keep/link', '1', 1, 0, 'cache/a')] },
+    { layer: layer('l3', 2), entries: [e('.wh.cache', '0', 0)] },
+    { layer: layer('l4', 3), entries: [e('cache', '5', 0), e('cache/new', '0', 1, 5)] },
+  ]
+  const show = (entries: Iterable<LayerEntry>): string[] =>
+    [...entries].map((x) => `${x.kind} ${x.path.toString()}${x.from ? ` ${x.from.member}#${x.from.index}` : ''}`)
+  const none = new BaseContent()
+  t.same(show(mergeLayers(layers, none)), ['dir cache', 'dir keep', 'file keep/link l1#1', 'file cache/new l4#1'], 'the base never had cache: no trace of it')
+  const had = new BaseContent()
+  had.add('cache')
+  had.add('cache/old')
+  t.same(
+    show(mergeLayers(layers, had)),
+    ['dir cache', 'opaque cache', 'dir keep', 'file keep/link l1#1', 'file cache/new l4#1'],
+    "the base's cache is hidden under the new one",
+  )
+  const packedLayers = layers.map((l) => ({ ...l, entries: packed(l.entries) }))
+  t.same(show(mergeLayers(packedLayers, none)), show(mergeLayers(layers, none)), 'the same from packed headers')
+})

@@ -9,97 +9,137 @@ import { whiteoutEntry } from '../stat.js'
 import { type BaseContent, type IndexedEntry, type SavedLayer } from './first-pass.js'
 import { isWhiteoutName, PackedHeaders } from './packed.js'
 
+/** A layer as the merge holds it: where its headers are packed, if they are (tests give arrays). */
+interface Source {
+  layer: SavedLayer
+  store: PackedHeaders | undefined
+}
+
+/** What few nodes need: a header not in a packed store, a name of their own, shared content. */
+interface Extra {
+  entry?: IndexedEntry
+  /** The path a hardlink that shares content goes out under (its target's header names another). */
+  out?: Buffer
+  /** For a hardlink: the entry whose content it shares (layer and index). */
+  content?: { layer: SavedLayer; index: number }
+}
+
+const HELD = 1
+const OPAQUE = 2
+const WHITEOUT = 4
+
+const CUT_SPAN = 2 ** 15
+const cutGone = (cut: number): number => (cut % CUT_SPAN) - 1
+const cutBelow = (cut: number): number => Math.floor(cut / CUT_SPAN) - 1
+
 /**
  * One path of the merged tree, and what the merge keeps there: the tar type and size, which are
  * all the merge itself looks at, and where the whole header is, read when the entry is written.
- * An image holds a node for each path of its layers above the base until a higher layer deletes
- * it, so everything lives in one object whose fields are all made at once (no second object per
- * path, no property store grown later); a node is reused as higher layers replace its path.
+ * An image holds a node for each path of its layers above the base that no higher layer deletes,
+ * so a node is one object with few fields, all made at once, and reused as higher layers replace
+ * its path.
  */
 class Node {
-  /** Children by name (latin1, so bytes compare as bytes). */
-  kids: Map<string, Node> | undefined = undefined
-  /** The children in walk order, once the merge is done and the walk has sorted them. */
-  sorted: Node[] | undefined = undefined
-  opaque = false
-  /** Whether a layer's entry is at this path (else it is only a parent of such paths). */
-  held = false
+  /** Children by name (latin1, so bytes compare as bytes); once the walk has sorted them, a list. */
+  kids: Map<string, Node> | Node[] | undefined = undefined
+  /** HELD (a layer's entry is at this path, else it only leads to such paths), OPAQUE, WHITEOUT. */
+  flags = 0
   type = ''
   size = 0
-  layer: SavedLayer | undefined = undefined
+  src: Source | undefined = undefined
   index = 0
-  /** The header: `at` in `store`, or `entry` itself where a layer is not packed (tests). */
-  store: PackedHeaders | undefined = undefined
+  /** The header's place in `src.store`. */
   at = 0
-  entry: IndexedEntry | undefined = undefined
-  /** The path it goes out under where the header's own name is not it (whiteouts, shared links). */
-  out: Buffer | undefined = undefined
-  /** For a hardlink: the entry whose content it shares (layer and index). */
-  content: { layer: SavedLayer; index: number } | undefined = undefined
-  whiteout = false
+  extra: Extra | undefined = undefined
+  /**
+   * The highest layer that deletes this path and all below it (`gone`), and the highest that
+   * hides all below it (`below`), each plus one (0: none), packed in one small integer.
+   */
+  cut = 0
 
   constructor(
     readonly name: string,
     readonly parent: Node | undefined,
   ) {}
 
-  /** Hold entry `e` of `layer`, in place of what it held. */
-  hold(e: IndexedEntry, entries: Iterable<IndexedEntry>, layer: SavedLayer): void {
-    const packed = entries instanceof PackedHeaders && e.at !== undefined
-    this.held = true
+  get held(): boolean {
+    return (this.flags & HELD) !== 0
+  }
+
+  get whiteout(): boolean {
+    return (this.flags & WHITEOUT) !== 0
+  }
+
+  get opaque(): boolean {
+    return (this.flags & OPAQUE) !== 0
+  }
+
+  set opaque(on: boolean) {
+    this.flags = on ? this.flags | OPAQUE : this.flags & ~OPAQUE
+  }
+
+  /** Hold entry `e` of `src`, in place of what it held (whether the path is opaque stays). */
+  hold(e: IndexedEntry, src: Source): void {
+    this.flags = HELD | (this.flags & OPAQUE)
     this.type = e.type
     this.size = e.size
-    this.layer = layer
+    this.src = src
     this.index = e.index
-    this.store = packed ? entries : undefined
     this.at = e.at ?? 0
-    this.entry = packed ? undefined : e
-    this.out = undefined
-    this.content = undefined
-    this.whiteout = false
+    this.extra = src.store && e.at !== undefined ? undefined : { entry: e }
   }
 
   header(): IndexedEntry {
-    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- hold() sets either store or entry
-    return this.store ? this.store.header(this.at, this.index) : this.entry!
+    const entry = this.extra?.entry
+    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- hold() keeps the entry wherever there is no store
+    return entry ?? this.src!.store!.header(this.at, this.index)
   }
 
   /** The layer of the entry whose content it is: its own, or the one a hardlink shares. */
   sourceLayer(): SavedLayer {
-    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- asked of held nodes only, which hold() gave a layer
-    return this.content?.layer ?? this.layer!
+    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- asked of held nodes only, which hold() gave a source
+    return this.extra?.content?.layer ?? this.src!.layer
   }
 
   sourceIndex(): number {
-    return this.content ? this.content.index : this.index
+    const c = this.extra?.content
+    return c ? c.index : this.index
   }
 
   /** A file whose content the layer carries (a hardlink sharing one is one too). */
   isFile(): boolean {
-    return this.held && !this.whiteout && (this.type === '0' || this.content !== undefined)
+    return this.held && !this.whiteout && (this.type === '0' || this.extra?.content !== undefined)
   }
 }
 
 const SLASH = 0x2f
 
-/** The node at the path in `path[0, end)`. Names are read from the bytes: no path string to slice. */
-function nodeAt(root: Node, path: Buffer, create: true, end?: number): Node
-function nodeAt(root: Node, path: Buffer, create: false, end?: number): Node | undefined
-function nodeAt(root: Node, path: Buffer, create: boolean, end = path.length): Node | undefined {
+/**
+ * The node at the path in `path[0, end)`, made if need be. Names are read from the bytes: no
+ * path string to slice. Given `layer`: undefined when a higher layer deletes the path (or hides
+ * it under an opaque directory), as nothing of this layer can show there.
+ */
+function nodeAt(root: Node, path: Buffer, create: true, end?: number, layer?: number): Node | undefined
+function nodeAt(root: Node, path: Buffer, create: false): Node | undefined
+function nodeAt(root: Node, path: Buffer, create: boolean, end = path.length, layer = -1): Node | undefined {
   let n: Node = root
-  for (let s = 0; s < end;) {
+  for (let s = 0; s < end; ) {
+    if (layer >= 0 && n.cut && (cutGone(n.cut) > layer || cutBelow(n.cut) > layer)) return undefined
     let i = path.indexOf(SLASH, s)
     if (i === -1 || i > end) i = end
     const part = path.toString('latin1', s, i)
-    let next: Node | undefined = n.kids?.get(part)
+    let kids = n.kids
+    if (Array.isArray(kids)) throw new Error('save merge: the tree was changed after it was walked')
+    let next: Node | undefined = kids?.get(part)
     if (!next) {
       if (!create) return undefined
-      n.kids ??= new Map()
-      n.kids.set(part, (next = new Node(part, n)))
+      kids ??= n.kids = new Map()
+      kids.set(part, (next = new Node(part, n)))
     }
     n = next
     s = i + 1
   }
+  if (layer >= 0 && n.cut && cutGone(n.cut) > layer) return undefined
   return n
 }
 
@@ -114,49 +154,84 @@ function select(entries: Iterable<IndexedEntry>, whiteouts: boolean): Iterable<I
   return [...entries].filter((e) => isWhiteoutName(e.name, 0, e.name.length) === whiteouts)
 }
 
+/** A whiteout's name, as what it deletes: the path, or for an opaque marker its directory. */
+function deletion(name: Buffer): { path: Buffer; opaque: boolean } {
+  const b = baseStart(name)
+  if (name.toString('latin1', b) === OPAQUE_MARKER) return { path: name.subarray(0, Math.max(0, b - 1)), opaque: true }
+  return { path: Buffer.concat([name.subarray(0, b), name.subarray(b + WHITEOUT_PREFIX.length)]), opaque: false }
+}
+
+/** The targets of every hardlink of the layers: their paths must be merged even where deleted later. */
+function linkTargets(layers: Array<{ entries: Iterable<IndexedEntry> }>): Set<string> {
+  const targets = new Set<string>()
+  for (const { entries } of layers) {
+    const links = entries instanceof PackedHeaders ? entries.links() : [...entries].filter((e) => e.type === '1')
+    for (const e of links) targets.add(e.linkname.toString('latin1'))
+  }
+  return targets
+}
+
 /**
  * Merge the layers above the base, lowest first, into the entries of one layer with the same
  * effect on the base. Within a layer, whiteouts and opaque markers act on the layers below it
  * only, so they are applied before the layer's own entries.
+ *
+ * What a higher layer deletes is never merged: the deletions of all layers are marked in the
+ * tree first, so an image that makes a build cache in one layer and deletes it in a later one
+ * costs nothing for it. Except the targets of hardlinks: a link that survives takes its content
+ * from the target as it was in the link's layer.
  */
-export function mergeLayers(
-  layers: Array<{ layer: SavedLayer; entries: Iterable<IndexedEntry> }>,
-  base?: BaseContent,
-): MergedLayer {
+export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: Iterable<IndexedEntry> }>, base?: BaseContent): MergedLayer {
+  if (layers.length >= CUT_SPAN - 1) throw new Error(`save merge: ${layers.length} layers are more than it can tell apart`)
   const root = new Node('', undefined)
-  for (const { layer, entries } of layers) {
+  for (const [li, { entries }] of layers.entries()) {
     for (const e of select(entries, true)) {
-      const b = baseStart(e.name)
-      const name = e.name.toString('latin1', b)
-      // The parent's path is the name up to its last slash; at the top, none.
-      const dirEnd = Math.max(0, b - 1)
-      if (name === OPAQUE_MARKER) {
-        const dir = nodeAt(root, e.name, true, dirEnd)
-        dir.kids = undefined
-        dir.opaque = true
-      } else {
-        const gone = Buffer.concat([e.name.subarray(0, b), e.name.subarray(b + WHITEOUT_PREFIX.length)])
-        const n = nodeAt(root, gone, true)
-        n.kids = undefined
-        n.opaque = false
-        n.hold(e, entries, layer)
-        n.size = 0
-        n.out = gone
-        n.whiteout = true
+      const d = deletion(e.name)
+      const n = nodeAt(root, d.path, true)
+      if (!n) continue
+      n.cut = d.opaque ? (li + 1) * CUT_SPAN + (n.cut % CUT_SPAN) : n.cut - (n.cut % CUT_SPAN) + li + 1
+    }
+  }
+  const keep = linkTargets(layers)
+  const at = (path: Buffer, li: number): Node | undefined => nodeAt(root, path, true, path.length, keep.size && keep.has(path.toString('latin1')) ? -1 : li)
+
+  for (const [li, { layer, entries }] of layers.entries()) {
+    const src: Source = { layer, store: entries instanceof PackedHeaders ? entries : undefined }
+    for (const e of select(entries, true)) {
+      const d = deletion(e.name)
+      const n = at(d.path, li)
+      if (!n) continue
+      n.kids = undefined
+      if (d.opaque) {
+        n.opaque = true
+        continue
       }
+      const path = base && d.path.toString('latin1')
+      if (base && path !== undefined && !base.has(path) && !base.hasUnder(path)) {
+        // The base has nothing there, and what the layers below had is not merged: nothing to
+        // delete, in the result or for the layers above.
+        if (n.parent?.kids instanceof Map && n.parent.kids.get(n.name) === n) n.parent.kids.delete(n.name)
+        continue
+      }
+      n.opaque = false
+      n.hold(e, src)
+      n.flags |= WHITEOUT
+      n.size = 0
     }
     for (const e of select(entries, false)) {
       if (e.name.length === 0) continue
-      const n = nodeAt(root, e.name, true)
+      const n = at(e.name, li)
+      if (!n) continue
       if (e.type === '5') {
         // A directory over something this merge deleted or replaced must hide the base's copy.
-        if (n.held && (n.whiteout || n.type !== '5')) n.opaque = true
-        n.hold(e, entries, layer)
+        const over = n.held && (n.whiteout || n.type !== '5')
+        n.hold(e, src)
+        if (over) n.opaque = true
         continue
       }
       n.kids = undefined
       n.opaque = false
-      n.hold(e, entries, layer)
+      n.hold(e, src)
       if (e.type === '1') {
         // Links come after their target in a tar; the target's node holds the version the link
         // shares, from this layer or an earlier one. A link to a base file stays a link.
@@ -164,11 +239,9 @@ export function mergeLayers(
         if (target && target !== n && target.isFile()) {
           n.type = target.type
           n.size = target.size
-          n.store = target.store
+          n.src = target.src
           n.at = target.at
-          n.entry = target.entry
-          n.out = e.name
-          n.content = { layer: target.sourceLayer(), index: target.sourceIndex() }
+          n.extra = { entry: target.extra?.entry, out: e.name, content: { layer: target.sourceLayer(), index: target.sourceIndex() } }
         }
       }
     }
@@ -177,11 +250,10 @@ export function mergeLayers(
 }
 
 function toEntry(n: Node): LayerEntry | null {
-  // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- every whiteout is made with the path it deletes
-  if (n.whiteout) return whiteoutEntry(n.out!)
+  if (n.whiteout) return whiteoutEntry(pathOf(n))
   // A merged link that shares content carries its target's header: a file's.
   const h = n.header()
-  const e = entryFromHeader(h, n.out ?? h.name)
+  const e = entryFromHeader(h, n.extra?.out ?? h.name)
   if (e?.kind === 'file') e.sha256 = h.sha256
   return e
 }
@@ -194,12 +266,9 @@ function pathOf(n: Node): Buffer {
 }
 
 function kidsOf(n: Node): Node[] {
-  if (!n.sorted) {
-    // The merge is done: the map is needed no more, and the sorted list is far smaller.
-    n.sorted = n.kids ? [...n.kids.values()].sort((a, b) => (a.name < b.name ? -1 : 1)) : []
-    n.kids = undefined
-  }
-  return n.sorted
+  // The merge is done: the map is needed no more, and the sorted list is far smaller.
+  if (!Array.isArray(n.kids)) n.kids = n.kids ? [...n.kids.values()].sort((a, b) => (a.name < b.name ? -1 : 1)) : []
+  return n.kids
 }
 
 /** Where the content of a file with content comes from in the save stream. */

@@ -117,13 +117,24 @@ export class PackedHeaders implements Iterable<IndexedEntry> {
    * The headers whose name is a whiteout's or opaque marker's (`whiteouts` true), or those whose
    * name is not (false); null: all. Those left out are skipped without being read back.
    */
-  *select(whiteouts: boolean | null): Generator<IndexedEntry> {
+  select(whiteouts: boolean | null): Generator<IndexedEntry> {
+    if (whiteouts === null) return this.scan(() => true)
+    return this.scan((b, o) => isWhiteoutName(b, o + FIXED, o + FIXED + b.readUInt32LE(o + 30)) === whiteouts)
+  }
+
+  /** The hardlinks, the others skipped unread. */
+  links(): Generator<IndexedEntry> {
+    return this.scan((b, o) => b[o] === HARDLINK)
+  }
+
+  /** The headers `pick` accepts, given the chunk and where a header starts in it. */
+  private *scan(pick: (b: Buffer, o: number) => boolean): Generator<IndexedEntry> {
     if (!this.sealed) throw new Error('packed headers: read before seal')
     let index = 0
     for (const [c, b] of this.chunks.entries()) {
       for (let o = 0; o < b.length; index++) {
         const end = endOf(b, o)
-        if (whiteouts === null || isWhiteoutName(b, o + FIXED, o + FIXED + b.readUInt32LE(o + 30)) === whiteouts) {
+        if (pick(b, o)) {
           const entry = decode(b, o, index)
           entry.at = this.starts[c] + o
           yield entry
@@ -171,6 +182,7 @@ const NOTHING: Buffer = Buffer.alloc(0)
 const MAX_AT = 2 ** 30
 
 const SLASH = 0x2f
+const HARDLINK = '1'.charCodeAt(0)
 const WHITEOUT = Buffer.from('.wh.', 'latin1')
 
 /** Does the last part of the name in b[start, end) begin with `.wh.`? */
