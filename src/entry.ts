@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from 'node:fs'
+import { closeSync, createReadStream, createWriteStream, openSync, readSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { once } from 'node:events'
 import type { TarHeader } from './tar/index.js'
@@ -171,4 +171,53 @@ export async function writeEntries(file: string, entries: AsyncIterable<LayerEnt
 export async function* readEntries(file: string): AsyncGenerator<LayerEntry> {
   const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity })
   for await (const line of lines) if (line) yield entryFromJson(line)
+}
+
+const NEWLINE = 0x0a
+
+/** Each entry of an entries file with where its line starts, for `EntriesFile.at` to read it again. */
+export async function* readEntriesAt(file: string): AsyncGenerator<{ entry: LayerEntry; offset: number }> {
+  let offset = 0
+  let rest: Buffer = Buffer.alloc(0)
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    const b = rest.length ? Buffer.concat([rest, chunk]) : chunk
+    let start = 0
+    for (let nl = b.indexOf(NEWLINE); nl !== -1; nl = b.indexOf(NEWLINE, start)) {
+      if (nl > start) yield { entry: entryFromJson(b.toString('utf8', start, nl)), offset }
+      offset += nl + 1 - start
+      start = nl + 1
+    }
+    rest = b.subarray(start)
+  }
+  if (rest.length) yield { entry: entryFromJson(rest.toString('utf8')), offset }
+}
+
+/**
+ * An entries file read at places `readEntriesAt` gave: where many entries wait for something, a
+ * number each instead of the entry.
+ */
+export class EntriesFile {
+  private readonly fd: number
+  private buf = Buffer.allocUnsafe(4096)
+
+  constructor(file: string) {
+    this.fd = openSync(file, 'r')
+  }
+
+  /** The entry whose line starts at `offset`. Read at once: a line is small, and in the page cache. */
+  at(offset: number): LayerEntry {
+    let have = 0
+    for (;;) {
+      const n = readSync(this.fd, this.buf, have, this.buf.length - have, offset + have)
+      const nl = this.buf.indexOf(NEWLINE, have)
+      have += n
+      if (nl !== -1 && nl < have) return entryFromJson(this.buf.toString('utf8', 0, nl))
+      if (n === 0) return entryFromJson(this.buf.toString('utf8', 0, have))
+      if (have === this.buf.length) this.buf = Buffer.concat([this.buf, Buffer.allocUnsafe(this.buf.length)])
+    }
+  }
+
+  close(): void {
+    closeSync(this.fd)
+  }
 }

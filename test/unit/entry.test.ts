@@ -4,7 +4,7 @@ import t from 'tap'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { entryFromJson, entryToJson, readEntries, writeEntries, type LayerEntry } from '../../src/entry.js'
+import { EntriesFile, entryFromJson, entryToJson, readEntries, readEntriesAt, writeEntries, type LayerEntry } from '../../src/entry.js'
 
 const base = { mode: 0o644, uid: 0, gid: 0, mtime: 1, size: 0 }
 
@@ -107,6 +107,30 @@ t.test('the entries file: written in order, counted, read back the same', async 
   const back: LayerEntry[] = []
   for await (const e of readEntries(file)) back.push(e)
   t.same(back.map(plain), entries.map(plain))
+})
+
+t.test('the entries file read again at the places its reading gave', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'dflatten-test-entries-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  // Enough entries to span the read stream's chunks, one line longer than the reader's buffer.
+  const entries: LayerEntry[] = Array.from({ length: 3000 }, (_, i) => ({
+    ...base,
+    kind: 'file' as const,
+    path: i === 7 ? Buffer.from([0x64, 0xff, 0x2f, 0x66]) : Buffer.from(`dir/file-${i}`),
+    size: i,
+    from: { member: `blobs/sha256/${i % 3}`, index: i },
+    ...(i === 1234 ? { xattrs: [['user.big', Buffer.alloc(9000, 7)] as [string, Buffer]] } : {}),
+  }))
+  const file = join(dir, 'entries')
+  await writeEntries(file, from(entries))
+  const seen: Array<{ entry: LayerEntry; offset: number }> = []
+  for await (const x of readEntriesAt(file)) seen.push(x)
+  t.same(seen.map((x) => plain(x.entry)), entries.map(plain), 'every entry, in order')
+  const at = new EntriesFile(file)
+  t.teardown(() => at.close())
+  let wrong = 0
+  for (const x of [...seen].reverse()) if (JSON.stringify(plain(at.at(x.offset))) !== JSON.stringify(plain(x.entry))) wrong++
+  t.equal(wrong, 0, 'each read again from its offset, in any order')
 })
 
 t.test('writing stops when the run is aborted', async (t) => {

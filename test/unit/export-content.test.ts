@@ -41,7 +41,7 @@ function counted(b: Buffer): { source: AsyncGenerator<Buffer>; pulled: () => num
 async function take(source: AsyncIterable<Buffer>, wanted: LayerEntry[]): Promise<Array<[string, string]>> {
   const content = new ExportContent(source)
   const got: Array<[string, string]> = []
-  for await (const e of content.entries(new Map(wanted.map((w) => [w.path.toString('latin1'), w])))) {
+  for await (const e of content.entries(new Map(wanted.map((w) => [w.path.toString('latin1'), w])), (w) => w)) {
     const parts: Buffer[] = []
     for await (const c of content.body(e)) parts.push(c)
     got.push([e.path.toString(), Buffer.concat(parts).toString()])

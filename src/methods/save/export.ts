@@ -13,7 +13,7 @@
  * supply that content, and the second save does (see `exportCanSupply`). Every file taken from
  * the export is checked against pass 1: a regular file, of the size and sha256 the layers give.
  */
-import { readEntries, type LayerEntry } from '../../entry.js'
+import { EntriesFile, readEntries, readEntriesAt, type LayerEntry } from '../../entry.js'
 import { DflattenError } from '../../errors.js'
 import { cleanMemberName, readTar, type TarEntry } from '../../tar/index.js'
 import { createContainer, dockerExport, explainFailure, type Streamed } from '../../docker.js'
@@ -67,16 +67,18 @@ export class ExportContent {
   constructor(private readonly source: AsyncIterable<Buffer>) {}
 
   /**
-   * `wanted`: the entries that take content from the image, by path (latin1). Ends as soon as
-   * the last of them has been read; the caller stops the export.
+   * `wanted`: the entries that take content from the image, by path (latin1), as `entryOf`
+   * makes them from what the map holds. Ends as soon as the last of them has been read; the
+   * caller stops the export.
    */
-  async *entries(wanted: Map<string, LayerEntry>): AsyncGenerator<LayerEntry> {
+  async *entries<T>(wanted: Map<string, T>, entryOf: (w: T) => LayerEntry): AsyncGenerator<LayerEntry> {
     if (!wanted.size) return
     for await (const member of readTar(this.source)) {
       const path = cleanMemberName(member.name).toString('latin1')
-      const e = wanted.get(path)
-      if (!e) continue
+      const w = wanted.get(path)
+      if (w === undefined) continue
       wanted.delete(path)
+      const e = entryOf(w)
       check(member, e)
       this.current = { entry: e, body: checked(member.body(), e) }
       yield e
@@ -84,7 +86,7 @@ export class ExportContent {
       if (!wanted.size) return
     }
     const missing = wanted.values().next()
-    if (!missing.done) throw mismatch(missing.value.path, 'the export does not hold it')
+    if (!missing.done) throw mismatch(entryOf(missing.value).path, 'the export does not hold it')
   }
 
   body(e: LayerEntry): AsyncGenerator<Buffer> {
@@ -132,17 +134,21 @@ export function exportedLayer(d: Diffed, entriesFile: string, signal?: AbortSign
     started.catch(() => undefined) // awaited below; until then a failure must not go unhandled
     try {
       // The entries file lists them as diff wrote them: no content, content, then hardlinks.
-      const wanted = new Map<string, LayerEntry>()
-      for await (const e of readEntries(entriesFile)) {
-        if (e.from) wanted.set(e.path.toString('latin1'), e)
+      // The ones with content wait for the export by where they are in the file, not as entries.
+      const wanted = new Map<string, number>()
+      for await (const { entry: e, offset } of readEntriesAt(entriesFile)) {
+        if (e.from) wanted.set(e.path.toString('latin1'), offset)
         else if (!wanted.size) yield e
       }
       if (wanted.size) {
         content = new ExportContent((await started).stdout)
+        const file = new EntriesFile(entriesFile)
         try {
-          yield* content.entries(wanted)
+          yield* content.entries(wanted, (offset) => file.at(offset))
         } catch (e) {
           throw await explained(e)
+        } finally {
+          file.close()
         }
       }
     } finally {
