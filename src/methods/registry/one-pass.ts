@@ -24,6 +24,7 @@ import type { ContentSource } from '../../layer-tar.js'
 import { cleanMemberName, readTar, type TarEntry, type TarHeader } from '../../tar/index.js'
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../../whiteout.js'
 import { whiteoutEntry } from '../stat.js'
+import { LayerSeen } from './seen.js'
 
 /** The layers above the base, as tar bytes. */
 export interface LayerTars {
@@ -50,26 +51,32 @@ export interface OnePassCounts {
   bytes: number
 }
 
-interface Node {
-  kids?: Map<string, Node>
+/** A path decided or cut. Every field is made at once: one small object a path, nothing grown later. */
+class Node {
+  kids: Map<string, Node> | undefined = undefined
   /** The path's own entry was decided by a layer read earlier: a dir, something else, or gone. */
-  is?: 'dir' | 'other' | 'gone'
+  is: 'dir' | 'other' | 'gone' | undefined = undefined
   /** Layers read after this one are hidden strictly below this path. */
-  cut?: number
+  cut: number | undefined = undefined
   /** Something below it was written: the path is a directory in the result, named or not. */
-  live?: boolean
+  live = false
   /** An opaque marker is wanted once the path is a directory, and whether it went out. */
-  opaque?: boolean
-  marked?: boolean
+  opaque = false
+  marked = false
+}
+
+/**
+ * A name as a string of its own: a part split from a path is a slice that keeps the whole path
+ * alive, which as a key of the tree would hold every path ever read.
+ */
+function own(part: string): string {
+  return Buffer.from(part, 'latin1').toString('latin1')
 }
 
 /** Names waiting for the content of the next entry read at a path (hardlinks to a lower layer). */
 interface Group {
   links: LayerEntry[]
 }
-
-/** What an earlier entry of the layer being read holds at a path, for links to it. */
-type Seen = { index: number; as?: Buffer } | { link: string }
 
 function isFile(h: TarHeader): boolean {
   return h.type === '0' || h.type === '7'
@@ -105,7 +112,8 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
     bodies.delete(e)
     return body()
   }
-  const root: Node = { is: 'dir' }
+  const root = new Node()
+  root.is = 'dir'
   const wants = new Map<string, Group>()
   /** Links whose target can no longer come (deleted below them, or in the base): links as they are. */
   const unmet: LayerEntry[] = []
@@ -132,7 +140,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
       if (!next) {
         if (!create) return { hidden: false, chain }
         n.kids ??= new Map()
-        n.kids.set(parts[i], (next = {}))
+        n.kids.set(own(parts[i]), (next = new Node()))
       }
       n = next
     }
@@ -150,7 +158,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
     }
   }
 
-  const isDir = (n: Node): boolean => n.is === 'dir' || (n.is === undefined && n.live === true)
+  const isDir = (n: Node): boolean => n.is === 'dir' || (n.is === undefined && n.live)
   const decide = (node: Node, is: 'dir' | 'other', chain: Node[]): void => {
     node.is = is
     for (const a of chain) a.live = true
@@ -199,7 +207,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
   }
 
   /** One entry of the layer read `r`-th; `seen` is what this layer held so far, by path. */
-  function* step(t: TarEntry, index: number, r: number, seen: Map<string, Seen>): Generator<LayerEntry> {
+  function* step(t: TarEntry, index: number, r: number, seen: LayerSeen): Generator<LayerEntry> {
     const name = cleanMemberName(t.name)
     const p = name.toString('latin1')
     if (p === '') return // the root's own entry: not part of a layer
@@ -242,7 +250,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
     }
     if (t.type === '1') {
       const target = cleanMemberName(t.linkname).toString('latin1')
-      seen.set(p, { link: target })
+      seen.set(name, { link: target })
       const links = [...(e ? [e] : []), ...(group?.links ?? [])]
       if (links.length) yield* linked(target, links, r, seen)
       return
@@ -253,16 +261,19 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
       return
     }
     const carrier = e ?? (group ? entryFromHeader(t, group.links[0].path) : null)
-    if (!carrier) return void seen.set(p, { index })
-    seen.set(p, { index, as: carrier.path })
+    if (!carrier) {
+      seen.set(name, { index })
+      return
+    }
+    seen.set(name, { index, as: carrier.path })
     yield* withContent(carrier, t, e ? (group?.links ?? []) : (group?.links.slice(1) ?? []))
   }
 
   /** `links` share the content `target` has as of the layer read `r`-th (its earlier entries first). */
-  function* linked(target: string, links: LayerEntry[], r: number, seen: Map<string, Seen>): Generator<LayerEntry> {
+  function* linked(target: string, links: LayerEntry[], r: number, seen: LayerSeen): Generator<LayerEntry> {
     let at = target
     for (let hops = 0; hops < 16; hops++) {
-      const s = seen.get(at)
+      const s = seen.get(Buffer.from(at, 'latin1'))
       if (!s) break
       if ('link' in s) {
         at = s.link
@@ -306,7 +317,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
 
   async function* entries(): AsyncGenerator<LayerEntry> {
     for (let r = 0; r < tars.count; r++) {
-      const seen = new Map<string, Seen>()
+      const seen = new LayerSeen()
       let index = 0
       try {
         for await (const t of readTar(await tars.open(r))) {
@@ -338,7 +349,7 @@ export function onePassMerge(tars: LayerTars, signal?: AbortSignal): { entries: 
       n = n.kids?.get(part)
       if (!n) return false
     }
-    return n.is !== undefined || n.live === true
+    return n.is !== undefined || n.live
   }
 
   /** The base layers, top first, until every wanted base file has been met (or deleted). */
