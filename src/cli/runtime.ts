@@ -101,11 +101,12 @@ export function binaryStdout(message: string): Writable {
  * The V8 flags in bin/dflatten.js suit most methods: --optimize-for-size keeps the peak RSS low.
  * But it also makes V8 collect the old generation at each step of its growth, and the registry
  * method's merge keeps a node for every path it meets, which that slows markedly (README, Performance).
- * So the CLI turns it off once it knows the method is one of those (`largeHeap`). (The library
- * never touches the process's flags: that is the CLI's business.)
+ * So the CLI turns it off once it knows the method is one of those (`largeHeap`), and caps how far
+ * the heap may grow past what a collection left instead: unbounded, V8 lets it reach several
+ * times what is live. (The library never touches the process's flags: that is the CLI's business.)
  */
 export function tuneHeap(method: { name: string }): void {
-  if (getMethod(method.name).largeHeap) v8.setFlagsFromString('--no-optimize-for-size')
+  if (getMethod(method.name).largeHeap) v8.setFlagsFromString('--no-optimize-for-size --heap-growing-percent=100')
 }
 
 /** Run a stage command's work, then remove whatever workspace it still holds, however it ended. */
