@@ -193,7 +193,9 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: Iterable
     }
   }
   const keep = linkTargets(layers)
-  const at = (path: Buffer, li: number): Node | undefined => nodeAt(root, path, true, path.length, keep.size && keep.has(path.toString('latin1')) ? -1 : li)
+  // A kept path is looked up only where the deletions would leave it out, not for every entry.
+  const at = (path: Buffer, li: number): Node | undefined =>
+    nodeAt(root, path, true, path.length, li) ?? (keep.has(path.toString('latin1')) ? nodeAt(root, path, true) : undefined)
 
   for (const [li, { layer, entries }] of layers.entries()) {
     const src: Source = { layer, store: entries instanceof PackedHeaders ? entries : undefined }
@@ -206,8 +208,7 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: Iterable
         n.opaque = true
         continue
       }
-      const path = base && d.path.toString('latin1')
-      if (base && path !== undefined && !base.has(path) && !base.hasUnder(path)) {
+      if (base && !base.has(d.path.toString('latin1')) && !base.hasUnder(d.path.toString('latin1'))) {
         // The base has nothing there, and what the layers below had is not merged: nothing to
         // delete, in the result or for the layers above.
         if (n.parent?.kids instanceof Map && n.parent.kids.get(n.name) === n) n.parent.kids.delete(n.name)
@@ -271,6 +272,11 @@ function kidsOf(n: Node): Node[] {
   return n.kids
 }
 
+/** Another name of the inode `to` carries. */
+function linkEntry(path: Buffer, to: LayerEntry): LayerEntry {
+  return { path, kind: 'hardlink', linkname: to.path, mode: to.mode, uid: to.uid, gid: to.gid, mtime: to.mtime, size: 0 }
+}
+
 /** Where the content of a file with content comes from in the save stream. */
 const fromOf = (n: Node): { member: string; index: number } => ({ member: n.sourceLayer().member, index: n.sourceIndex() })
 
@@ -296,23 +302,13 @@ export class MergedLayer implements Iterable<LayerEntry> {
     yield* this.walk(files, links)
     this.files ??= sortFiles(files ?? [])
     for (const [first, ...rest] of groups(this.files)) {
-      const firstPath = pathOf(first)
       // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- a file with content: toEntry makes a file of it
       const e = toEntry(first)!
-      e.path = firstPath
+      e.path = pathOf(first)
       e.from = fromOf(first)
       yield e
       for (const n of rest) {
-        links.push({
-          path: pathOf(n),
-          kind: 'hardlink',
-          linkname: firstPath,
-          mode: e.mode,
-          uid: e.uid,
-          gid: e.gid,
-          mtime: e.mtime,
-          size: 0,
-        })
+        links.push(linkEntry(pathOf(n), e))
       }
     }
     links.sort((a, b) => Buffer.compare(a.path, b.path))
@@ -351,16 +347,7 @@ export class MergedLayer implements Iterable<LayerEntry> {
         const key = file ? `${n.sourceLayer().member}#${n.sourceIndex()}` : ''
         const f = file ? firstEmpty.get(key) : undefined
         if (f) {
-          links.push({
-            path: Buffer.from(path, 'latin1'),
-            kind: 'hardlink',
-            linkname: f.path,
-            mode: f.mode,
-            uid: f.uid,
-            gid: f.gid,
-            mtime: f.mtime,
-            size: 0,
-          })
+          links.push(linkEntry(Buffer.from(path, 'latin1'), f))
         } else {
           const e = toEntry(n)
           if (e && file) firstEmpty.set(key, e)
