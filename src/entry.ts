@@ -1,5 +1,4 @@
 import { closeSync, createReadStream, createWriteStream, openSync, readSync } from 'node:fs'
-import { createInterface } from 'node:readline'
 import { once } from 'node:events'
 import type { TarHeader } from './tar/index.js'
 
@@ -113,7 +112,7 @@ export function entryFromJson(line: string): LayerEntry {
   }
   // Every field named, in one order: a spread of the parsed object gave each entry a hidden
   // class of its own under --optimize-for-size, which cost more than the entry where many are held.
-  const e: LayerEntry = {
+  return {
     path: decodeBytes(o.path),
     kind: o.kind,
     mode: o.mode,
@@ -129,7 +128,6 @@ export function entryFromJson(line: string): LayerEntry {
     from: o.from && { member: member(o.from.member), index: o.from.index },
     sha256: o.sha256,
   }
-  return e
 }
 
 /** The last layer member name read: entries of one layer come together, so they share one string. */
@@ -169,8 +167,7 @@ export async function writeEntries(file: string, entries: AsyncIterable<LayerEnt
 }
 
 export async function* readEntries(file: string): AsyncGenerator<LayerEntry> {
-  const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity })
-  for await (const line of lines) if (line) yield entryFromJson(line)
+  for await (const { entry } of readEntriesAt(file)) yield entry
 }
 
 const NEWLINE = 0x0a
