@@ -1,6 +1,6 @@
 /**
  * Layer blobs as `docker save` sends them: gzip or plain tar, told apart by their first bytes,
- * with the blob's and the tar's digests computed on the way.
+ * with the digests a reader asks for computed on the way.
  */
 import { createHash } from 'node:crypto'
 import { Readable } from 'node:stream'
@@ -42,22 +42,31 @@ export function isTar(head: Buffer): boolean {
 }
 
 export interface BlobDigests {
-  digest: string
-  diffId: string
+  /** The blob's digest; absent when it was not asked for. */
+  digest?: string
+  /** Its tar's digest (the diff id); absent when it was not asked for. */
+  diffId?: string
   size: number
 }
 
+/** Which digests a read of a blob computes on the way. */
+export interface BlobHashes {
+  blob: boolean
+  tar: boolean
+}
+
 /**
- * A layer blob's tar bytes (gunzipped when gzip), with the digests of the blob and of its tar
- * computed on the way: `digests` reads what the tar reader left (the blob's end) and gives them.
+ * A layer blob's tar bytes (gunzipped when gzip), with its size counted and the digests
+ * `hashes` asks for computed on the way: `digests` reads what the tar reader left (the blob's
+ * end) and gives them.
  */
-export function blobTar(body: AsyncIterable<Buffer>, gzip: boolean): { tar: AsyncIterable<Buffer>; digests(): Promise<BlobDigests> } {
-  const raw = createHash('sha256')
+export function blobTar(body: AsyncIterable<Buffer>, gzip: boolean, hashes: BlobHashes = { blob: true, tar: true }): { tar: AsyncIterable<Buffer>; digests(): Promise<BlobDigests> } {
   // An uncompressed blob is its own tar: one digest serves as both.
-  const plain = gzip ? createHash('sha256') : null
+  const raw = hashes.blob || (!gzip && hashes.tar) ? createHash('sha256') : null
+  const plain = gzip && hashes.tar ? createHash('sha256') : null
   let size = 0
   const counted = (async function* () {
-    for await (const c of hashing(body, raw)) {
+    for await (const c of raw ? hashing(body, raw) : body) {
       size += c.length
       yield c
     }
@@ -70,8 +79,9 @@ export function blobTar(body: AsyncIterable<Buffer>, gzip: boolean): { tar: Asyn
       for await (const _ of counted) {
         // read to the end, bytes unkept
       }
-      const digest = 'sha256:' + raw.digest('hex')
-      return { digest, diffId: plain ? 'sha256:' + plain.digest('hex') : digest, size }
+      const digest = raw ? 'sha256:' + raw.digest('hex') : undefined
+      const diffId = plain ? 'sha256:' + plain.digest('hex') : gzip ? undefined : digest
+      return { ...(digest ? { digest } : {}), ...(diffId ? { diffId } : {}), size }
     },
   }
 }

@@ -11,7 +11,7 @@ import { MEDIA_TYPES, type LayerDescriptor } from '../../image-archive.js'
 import { cleanMemberName, readTar, TarParser, type TarHeader, type TarSink } from '../../tar/index.js'
 import { WHITEOUT_PREFIX } from '../../whiteout.js'
 import { FileDigest } from './digest.js'
-import { blobTar, isGzip, isTar, peek, type BlobDigests } from './blob.js'
+import { blobTar, isGzip, isTar, peek } from './blob.js'
 import { PackedHeaders, type DigestSlot } from './packed.js'
 
 /** Small non-layer members (manifests, configs) are kept whole; larger ones are not metadata. */
@@ -86,28 +86,31 @@ class BlobIndex implements TarSink {
 }
 
 /**
- * Pass 1's read of one layer blob: its entries, its size and, for a gzip blob, its digests.
- * Parsed by pushing (TarParser), as this pass only looks: on an image of many small files the
- * pull reader's promises per entry cost more than the hashing.
+ * Pass 1's read of one layer blob: its entries, its size and its tar's size, and the blob's own
+ * digest when `hashBlob` asks (a blob whose name does not carry it). Parsed by pushing
+ * (TarParser), as this pass only looks: on an image of many small files the pull reader's
+ * promises per entry cost more than the hashing.
  *
- * An uncompressed blob is not hashed: its diff id is the one the config names at its place in
- * the manifest, and the hash would be a large part of the pass. What the hash would have caught is
- * caught all the same: every file the new layer takes is checked, in pass 2, against the sha256
- * this pass records, and every header against its checksum.
+ * No blob's tar is hashed: its diff id is the one the config names at its place in the
+ * manifest, and two more sha256 streams over every byte would be a large part of the pass, which
+ * shares the machine with the daemon's own work on the save. What the hash would have caught is
+ * caught all the same: gzip's CRC-32 covers a compressed blob's tar; every file the new layer
+ * takes is checked, in pass 2, against the sha256 this pass records; every header against its
+ * checksum.
  */
-async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ kept: PackedHeaders; size: number; tarSize: number; digests?: BlobDigests }> {
+async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean, hashBlob: boolean): Promise<{ kept: PackedHeaders; size: number; tarSize: number; digest?: string }> {
   const index = new BlobIndex()
   const parser = new TarParser(index)
   if (gzip) {
-    const blob = blobTar(body, gzip)
+    const blob = blobTar(body, gzip, { blob: hashBlob, tar: false })
     let tarSize = 0
     for await (const c of blob.tar) {
       tarSize += c.length
       if (!parser.done) parser.write(c)
     }
     parser.finish()
-    const digests = await blob.digests()
-    return { kept: index.kept.seal(), size: digests.size, tarSize, digests }
+    const { size, digest } = await blob.digests()
+    return { kept: index.kept.seal(), size, tarSize, ...(digest ? { digest } : {}) }
   }
   let size = 0
   for await (const c of body) {
@@ -116,6 +119,12 @@ async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean): Promise<{ 
   }
   parser.finish()
   return { kept: index.kept.seal(), size, tarSize: size }
+}
+
+/** The digest an OCI layout's blob name is (`blobs/sha256/HEX`), or null. */
+export function digestInName(name: string): string | null {
+  const m = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)
+  return m ? `sha256:${m[1]}` : null
 }
 
 /** Pass 1: index a `docker save` stream, keeping entries of the layers whose diff ids are in `keep`. */
@@ -139,9 +148,10 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
     const { head, all } = await peek(member.body(), 512)
     const gzip = isGzip(head)
     if (gzip || isTar(head)) {
-      const { kept, size, tarSize, digests } = await indexBlob(all, gzip)
-      // Filled in below for a blob that was not hashed.
-      index.layers.set(name, { member: name, diffId: digests?.diffId ?? '', digest: digests?.digest ?? '', size, tarSize, gzip, position: position++ })
+      const named = digestInName(name)
+      const { kept, size, tarSize, digest } = await indexBlob(all, gzip, gzip && !named)
+      // The diff id (and a plain blob's digest, the same) are filled in below from the config.
+      index.layers.set(name, { member: name, diffId: '', digest: named ?? digest ?? '', size, tarSize, gzip, position: position++ })
       blobs.set(name, kept)
     } else if (member.size <= MAX_JSON) {
       const chunks: Buffer[] = []
@@ -157,8 +167,10 @@ export async function indexSave(source: AsyncIterable<Buffer>, keep: Set<string>
   index.image = { config, layers }
   for (const [i, layer] of layers.entries()) {
     const diffId = diffIds[i]
-    if (layer.diffId === '') layer.diffId = layer.digest = diffId
-    else if (layer.diffId !== diffId) {
+    if (layer.diffId === '') {
+      layer.diffId = diffId
+      if (layer.digest === '') layer.digest = diffId
+    } else if (layer.diffId !== diffId) {
       throw new DflattenError('bad-data', `malformed archive from the daemon: layer ${layer.member} is not the ${diffId} its config names`)
     }
     // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- savedLayers returns only layers of index.layers, and each was set together with its blobs entry above
