@@ -2,8 +2,9 @@
  * The one module that talks to Docker's CLI, through execa (the classic store's files, read by
  * the kernel methods, are src/docker-store.ts's). Nothing here ever writes under the daemon's root.
  */
-import { PassThrough, type Readable, type Writable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { execa, ExecaError, type ResultPromise } from 'execa'
+import { PiecewisePassThrough } from './pieces.js'
 import { DflattenError, isDflattenError } from './errors.js'
 
 export interface ImageInspect {
@@ -231,12 +232,13 @@ export function parseLoadOutput(out: string): LoadOutput {
  * away) whatever of its stdout nobody is reading yet, and the save method's second pass starts
  * reading only when pack reaches the first file. That readable ends only once docker exited 0 and
  * errors if it failed, so a reader never takes a failed command's short output for the whole;
- * the PassThrough after it puts that failure in docker's words and holds a MB for a slow reader.
+ * the PassThrough after it puts that failure in docker's words, and is read a piece at a time, a
+ * MB ahead at most (pieces.ts).
  */
 function streamed(args: string[], signal?: AbortSignal): Streamed {
   const child = execa(DOCKER, args, { buffer: { stdout: false, stderr: true }, cancelSignal: signal })
   const output = child.readable()
-  const stdout = new PassThrough({ highWaterMark: 1024 * 1024 })
+  const stdout = new PiecewisePassThrough()
   output.once('error', (e) => stdout.destroy(dockerError(args, e)))
   // A reader that stopped early and killed the command need not hear of the kill; one that is
   // still reading gets the error through its own listener.

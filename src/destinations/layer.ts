@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { compress, measure, mediaTypeSuffix, type Compression, type CompressionChoice, type Measured } from '../compress/index.js'
 import { DflattenError } from '../errors.js'
+import { pieces } from '../pieces.js'
 import type { ManifestFormat, NewLayer, WriteOptions } from './destination.js'
 
 export const OCI = {
@@ -62,7 +63,7 @@ export interface TarFacts {
 function counted(layer: NewLayer, stage: string, opts: Pick<WriteOptions, 'onProgress'>, facts: { hash?: ReturnType<typeof createHash>; size: number }) {
   const total = layer.size ?? 0
   return (async function* () {
-    for await (const c of layer.open() as AsyncIterable<Buffer>) {
+    for await (const c of pieces(layer.open())) {
       facts.hash?.update(c)
       facts.size += c.length
       opts.onProgress?.(stage, facts.size, total)
