@@ -14,7 +14,8 @@
  * compressing the same layer twice gives the same bytes, which is what lets a first pass learn
  * the blob's size and digest and a second pass stream it.
  */
-import { constants, crc32, deflateRaw, type ZlibOptions } from 'node:zlib'
+import { constants, crc32, createDeflateRaw, deflateRaw, type ZlibOptions } from 'node:zlib'
+import { once } from 'node:events'
 import { availableParallelism } from 'node:os'
 import { promisify } from 'node:util'
 
@@ -44,27 +45,56 @@ export interface GzipOptions {
 }
 
 /**
+ * The buffers blocks are assembled in, used again once their block is compressed: a fresh
+ * megabyte per block would be mapped and unmapped each time (the CLI fixes glibc's mmap
+ * threshold below that size), which costs the system more than the copy into it.
+ */
+class BlockBuffers {
+  private readonly free: Buffer[] = []
+  private readonly ours = new WeakSet<Buffer>()
+
+  constructor(private readonly size: number) {}
+
+  take(): Buffer {
+    const b = this.free.pop() ?? Buffer.allocUnsafeSlow(this.size)
+    this.ours.add(b)
+    return b
+  }
+
+  /** Give back a block's buffer; a block that is the source's own piece is left alone. */
+  give(block: Buffer): void {
+    if (this.ours.has(block)) this.free.push(block)
+  }
+}
+
+/**
  * Cut a stream into blocks of exactly `size` bytes (the last may be shorter). A piece that is a
  * whole block is used as it is: what a stream has handed on is not written again.
  */
-async function* blocks(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = []
+async function* blocks(source: AsyncIterable<Buffer>, size: number, buffers: BlockBuffers): AsyncGenerator<Buffer> {
+  let block: Buffer | null = null
   let have = 0
   for await (const chunk of source) {
     let c = chunk
     while (c.length) {
+      if (have === 0 && c.length >= size) {
+        yield c.subarray(0, size)
+        c = c.subarray(size)
+        continue
+      }
+      block ??= buffers.take()
       const take = Math.min(size - have, c.length)
-      parts.push(c.subarray(0, take))
+      c.copy(block, have, 0, take)
       have += take
       c = c.subarray(take)
       if (have === size) {
-        yield parts.length === 1 ? parts[0] : Buffer.concat(parts, have)
-        parts = []
+        yield block
+        block = null
         have = 0
       }
     }
   }
-  if (have) yield Buffer.concat(parts, have)
+  if (block && have) yield block.subarray(0, have)
 }
 
 /** Whether deflate would gain next to nothing on `block`, judged on a few slices of it. */
@@ -73,39 +103,55 @@ async function incompressible(block: Buffer): Promise<boolean> {
   const step = Math.floor(block.length / SAMPLES)
   const parts = Array.from({ length: SAMPLES }, (_, i) => block.subarray(i * step, i * step + SAMPLE))
   const sample = Buffer.concat(parts, SAMPLE * SAMPLES)
-  const out = await deflate(sample, { level: 1, chunkSize: 2 * sample.length })
+  // Below the mmap threshold the CLI sets: the sample's output comes from the heap.
+  const out = await deflate(sample, { level: 1, chunkSize: sample.length + 1024 })
   return out.length >= sample.length * INCOMPRESSIBLE
 }
 
-/** One block's raw deflate, sync-flushed so the next block's output can follow it. */
-async function deflateBlock(block: Buffer, level: number, dictionary: Buffer | undefined): Promise<Buffer> {
-  const chosen = (await incompressible(block)) ? 0 : level
-  // Room for a stored block's output in one buffer; a smaller output is copied out of it, so
-  // the blocks waiting to be handed on hold what they say.
-  const out = await deflate(block, { level: chosen, chunkSize: GZIP_BLOCK + 64 * 1024, finishFlush: constants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) })
-  return out.length * 2 < out.buffer.byteLength ? Buffer.from(out) : out
+/**
+ * One block's raw deflate, sync-flushed so the next block's output can follow it. The output
+ * buffer has room for a stored block, so the pool's thread does the block in one go; it is
+ * handed on as zlib leaves it, a view of that buffer, not copied again: at most `parallel` of
+ * them wait.
+ */
+function deflateBlock(block: Buffer, level: number, dictionary: Buffer | undefined): Promise<Buffer> {
+  return incompressible(block).then((stored) => {
+    const z = createDeflateRaw({ level: stored ? 0 : level, chunkSize: GZIP_BLOCK + 64 * 1024, finishFlush: constants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) })
+    const out: Buffer[] = []
+    z.on('data', (c: Buffer) => out.push(c))
+    z.end(block)
+    return once(z, 'end').then(() => (out.length === 1 ? out[0] : Buffer.concat(out)))
+  })
 }
 
 /** The gzip member for `source`, as a stream of buffers. */
 export async function* gzip(source: AsyncIterable<Buffer>, opts: GzipOptions): AsyncGenerator<Buffer> {
   const parallel = opts.parallel ?? 2 * availableParallelism()
-  const inFlight: Array<Promise<Buffer>> = []
+  const buffers = new BlockBuffers(GZIP_BLOCK)
+  const inFlight: Array<{ block: Buffer; job: Promise<Buffer> }> = []
+  const next = async (): Promise<Buffer> => {
+    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- called only while blocks are in flight
+    const { block, job } = inFlight.shift()!
+    const out = await job
+    buffers.give(block)
+    return out
+  }
   let crc = 0
   let length = 0
-  let previous: Buffer | null = null
+  let dictionary: Buffer | undefined
   yield HEADER
-  for await (const block of blocks(source, GZIP_BLOCK)) {
+  for await (const block of blocks(source, GZIP_BLOCK, buffers)) {
     crc = crc32(block, crc)
     length = (length + block.length) % 2 ** 32
-    const dictionary = previous ? previous.subarray(previous.length - WINDOW) : undefined
     const job = deflateBlock(block, opts.level, dictionary)
+    // A copy: this block's buffer may hold another block before the next one's deflate starts.
+    dictionary = Buffer.from(block.subarray(block.length - WINDOW))
     // Settled by the consumer in order; a failure must not surface as unhandled meanwhile.
     job.catch(() => undefined)
-    inFlight.push(job)
-    previous = block
-    if (inFlight.length >= parallel) yield await (inFlight.shift() as Promise<Buffer>)
+    inFlight.push({ block, job })
+    if (inFlight.length >= parallel) yield await next()
   }
-  for (const job of inFlight) yield await job
+  while (inFlight.length) yield await next()
   const trailer = Buffer.alloc(8)
   trailer.writeUInt32LE(crc >>> 0, 0)
   trailer.writeUInt32LE(length >>> 0, 4)

@@ -42,6 +42,13 @@ t.test('gzip: the bytes follow the input, not its chunking or the parallelism', 
     t.ok((await collect(gzip(chunked(input, size), { level: 6 }))).equals(whole), `chunks of ${size}`)
   }
   t.ok((await collect(gzip(chunked(input, 65536), { level: 6, parallel: 1 }))).equals(whole), 'one block at a time')
+  // Blocks are assembled in buffers used again once compressed: many blocks, few buffers.
+  const longer = sample(7 * GZIP_BLOCK + 4321)
+  const longWhole = await collect(gzip(chunked(longer, longer.length), { level: 6 }))
+  for (const parallel of [1, 2, 3]) {
+    const out = await collect(gzip(chunked(longer, 100000), { level: 6, parallel }))
+    t.ok(out.equals(longWhole) && gunzipSync(out).equals(longer), `${parallel} at once, eight blocks assembled from pieces`)
+  }
   const other = await collect(gzip(chunked(input, 65536), { level: 1 }))
   t.notOk(other.equals(whole), 'another level gives other bytes')
 })
