@@ -92,12 +92,31 @@ export function stageLines(d: CtrdData): string[] {
   return lines.length ? ['## dflatten stage times (median, from --json)', '', ...lines, ''] : []
 }
 
+/** How many rounds ran: one figure, or one per image where BENCH_ROUNDS_<IMAGE> set them apart. */
+function roundsSaid(d: CtrdData): string {
+  const per = d.images.map((i) => ({ key: i.key, n: new Set(d.runs.filter((r) => r.image === i.key).map((r) => r.round)).size }))
+  const counts = new Set(per.map((p) => p.n))
+  if (counts.size <= 1) return `${per[0]?.n ?? d.settings.rounds} round(s)`
+  return `rounds per image: ${per.map((p) => `${p.key} ${p.n}`).join(', ')}`
+}
+
+/** Save against docker save + floor within each round, where a round has all three: how much the ratio moves. */
+function perRound(d: CtrdData, image: string): string {
+  const wall = (round: number, command: string): number | undefined => ok(d, image, command).find((r) => r.round === round)?.wallS
+  const rounds = [...new Set(d.runs.filter((r) => r.image === image).map((r) => r.round))].sort((a, b) => a - b)
+  const each = rounds.flatMap((n) => {
+    const [s, saved, floor] = [wall(n, 'save'), wall(n, 'docker-save'), wall(n, 'floor')]
+    return s !== undefined && saved !== undefined && floor !== undefined ? [`${(s / (saved + floor)).toFixed(2)}×`] : []
+  })
+  return each.length > 1 ? ` (per round: ${each.join(', ')})` : ''
+}
+
 function ctrdMarkdown(d: CtrdData): string {
   const out = header(d, 'dflatten benchmark: the containerd image store (Docker 26)')
   const s = d.settings
   out.push('## How it was measured', '')
   out.push(
-    `- ${s.rounds} round(s); per image and round the commands alternate (${s.commands.map((c) => c.key).join(', ')}) under the shared daemon lock. Medians, min–max in parentheses.`,
+    `- ${roundsSaid(d)}; per image and round the commands alternate (${s.commands.map((c) => c.key).join(', ')}) under the shared daemon lock. Medians, min–max in parentheses.`,
     '- The images are pulled-style: built on the classic daemon, pushed by `skopeo copy docker-daemon:… docker://127.0.0.1:PORT/…` (gzip layers) to a local docker-registry, then `docker pull localhost:PORT/…` into the containerd-store daemon.',
     `- Before each run, untimed: every result image is removed, \`sync\`, a ${s.settleS} s wait, then the daemon's containerd root (content store and snapshots) and the floor's archive are read once (warm page cache).`,
     '- The floor is `docker load -i` of `dflatten IMAGE --output FILE --output-layer-only` (written once, untimed): the new gzip layer, config and manifests, loaded into the daemon that has the base, so the daemon decompresses and unpacks it as it does for dflatten.',
@@ -130,7 +149,7 @@ function ctrdMarkdown(d: CtrdData): string {
       `- **${i.key}**: result / original content ${i.key === 'medium' ? ratio(size, i.sizeB, 0.6) : size !== null ? `${(size / i.sizeB).toFixed(2)}×` : '-'}` +
         `; result / (base + the new layer's blob) ${ratio(size, i.blob ? i.baseSizeB + i.blob.size : null, 1.1)}` +
         `; default (${i.defaultMethod}) / floor ${ratio(median(d, i.key, i.defaultMethod), floor, 1.5)}` +
-        `; save / (docker save + floor) ${ratio(median(d, i.key, 'save'), saved !== null && floor !== null ? saved + floor : null, 1.3)}` +
+        `; save / (docker save + floor) ${ratio(median(d, i.key, 'save'), saved !== null && floor !== null ? saved + floor : null, 1.3)}${perRound(d, i.key)}` +
         `; highest peak RSS (target < 150 MB): ${rss.join(', ')}.`,
     )
   }

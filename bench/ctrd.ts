@@ -17,6 +17,7 @@
  * them at the end.
  *
  * Knobs: BENCH_ROUNDS (3; BENCH_ROUNDS_MEDIUM, BENCH_ROUNDS_LARGE per image), BENCH_ONLY (medium,large), BENCH_COMMANDS, BENCH_SETTLE (15 s),
+ * BENCH_NOTE (what else ran on the machine, for the report),
  * BENCH_LOCK (/tmp/dflatten-daemon.lock; empty: none), BENCH_REGISTRY_PORT (5055),
  * BENCH_CTRD_ROOT (the daemon's containerd root, read to warm the page cache), BENCH_WORKDIR,
  * BENCH_OUT; the daemon is DFLATTEN_D26_CTRD_HOST (else scripts/docker26.sh env).
