@@ -167,6 +167,13 @@ t.test('the plan describes the base layers as the daemon stores them', async (t)
   t.equal(plan.method.state.baseDescriptors[0].size, Number(saved?.[1]), "the descriptor's size is the layer tar's")
 })
 
+/** A temp dir of the test's own, removed when the test ends, whatever its outcome. */
+async function scratchDir(t: Test): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'dft-e2e-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
 t.test('the stage commands piped by hand give the same image as the one-shot command', async (t) => {
   const ref = images.simple
   const oneShot = await dflatten([ref, '-t', 'dft-result-oneshot:1', '-q'])
@@ -178,9 +185,10 @@ t.test('the stage commands piped by hand give the same image as the one-shot com
 
   // pack into a file (stdout is then a file, which Node never closes: the run must still end).
   await docker(['image', 'rm', 'dft-result-chain:1'])
-  const toFile = await execa('bash', ['-o', 'pipefail', '-c', `${BIN} resolve ${ref} -t dft-result-chain:1 | ${BIN} mount | ${BIN} diff | ${BIN} pack > /tmp/dft-pack.tar`], { reject: false, timeout: 120_000 })
+  const packed = join(await scratchDir(t), 'pack.tar')
+  const toFile = await execa('bash', ['-o', 'pipefail', '-c', `${BIN} resolve ${ref} -t dft-result-chain:1 | ${BIN} mount | ${BIN} diff | ${BIN} pack > ${packed}`], { reject: false, timeout: 120_000 })
   t.equal(toFile.exitCode, 0, toFile.stderr)
-  await docker(['load', '-i', '/tmp/dft-pack.tar'])
+  await docker(['load', '-i', packed])
   t.equal((await inspect('dft-result-chain:1')).Id, (await inspect('dft-result-oneshot:1')).Id, 'docker load of the packed file gives the same image')
   await clean(t)
   await removeImage('dft-result-chain:1')
@@ -188,7 +196,7 @@ t.test('the stage commands piped by hand give the same image as the one-shot com
 })
 
 t.test('the save method packed twice by hand from one kept work dir leaves no container behind', async (t) => {
-  const doc = '/tmp/dft-diffed-save.json'
+  const doc = join(await scratchDir(t), 'diffed-save.json')
   const diffed = await execa('bash', ['-o', 'pipefail', '-c', `${BIN} resolve ${images.simple} -m save | ${BIN} mount | ${BIN} diff > ${doc}`], { reject: false })
   t.equal(diffed.exitCode, 0, diffed.stderr)
   const sizes: number[] = []
@@ -203,15 +211,15 @@ t.test('the save method packed twice by hand from one kept work dir leaves no co
   const c = await dflatten(['cleanup'])
   t.equal(c.exitCode, 0, c.stderr)
   await clean(t)
-  await rm(doc, { force: true })
 })
 
 t.test('--output writes an archive that docker load turns into the same image', async (t) => {
   const ref = images.simple
-  const r = await dflatten([ref, '-t', 'dft-result-file:1', '--output', '/tmp/dft-result-file.tar'])
+  const archive = join(await scratchDir(t), 'result.tar')
+  const r = await dflatten([ref, '-t', 'dft-result-file:1', '--output', archive])
   t.equal(r.exitCode, 0, r.stderr)
   t.notOk(await imageExists('dft-result-file:1'), 'nothing is loaded')
-  await docker(['load', '-i', '/tmp/dft-result-file.tar'])
+  await docker(['load', '-i', archive])
   const loaded = await inspect('dft-result-file:1')
   const direct = await dflatten([ref, '-t', 'dft-result-direct:1', '-q'])
   t.equal(direct.exitCode, 0)
