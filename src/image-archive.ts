@@ -97,6 +97,12 @@ function addEntry(pack: tar.Pack, name: string, data: string): void {
 
 const blobPath = (d: string): string => `blobs/sha256/${d.slice('sha256:'.length)}`
 
+/** The digest an OCI layout's blob name is (`blobs/sha256/HEX`, as `docker save` writes it), or null. */
+export function digestInName(name: string): string | null {
+  const m = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)
+  return m ? `sha256:${m[1]}` : null
+}
+
 /** Stream `source` into a new entry of `size` bytes; resolves with its digest and length. */
 function streamEntry(pack: tar.Pack, name: string, size: number, source: Readable): Promise<Digester> {
   const digester = new Digester()

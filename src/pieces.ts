@@ -12,7 +12,6 @@ export const PIECES_LIMIT = 1024 * 1024
 
 export async function* pieces(stream: Readable, limit = PIECES_LIMIT): AsyncGenerator<Buffer, void> {
   const queue: Buffer[] = []
-  let head = 0
   let queued = 0
   let ended = false
   let failure: { error: unknown } | null = null
@@ -50,14 +49,9 @@ export async function* pieces(stream: Readable, limit = PIECES_LIMIT): AsyncGene
   stream.on('close', onClose)
   try {
     for (;;) {
-      if (head < queue.length) {
-        const c = queue[head]
-        queue[head++] = EMPTY
+      const c = queue.shift()
+      if (c) {
         queued -= c.length
-        if (head > 1024 && head * 2 > queue.length) {
-          queue.splice(0, head)
-          head = 0
-        }
         if (queued < limit / 2 && stream.isPaused() && !ended) stream.resume()
         yield c
         continue
@@ -75,8 +69,6 @@ export async function* pieces(stream: Readable, limit = PIECES_LIMIT): AsyncGene
     if (!ended) stream.destroy()
   }
 }
-
-const EMPTY = Buffer.alloc(0)
 
 /** A PassThrough that `for await` reads piece by piece (see pieces), `limit` bytes ahead at most. */
 export class PiecewisePassThrough extends PassThrough {

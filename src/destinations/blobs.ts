@@ -8,11 +8,11 @@ import { Readable } from 'node:stream'
 import { createHash } from 'node:crypto'
 import { dockerSave, explainFailure, finished, type DaemonInfo } from '../docker.js'
 import { DflattenError } from '../errors.js'
+import { digestInName } from '../image-archive.js'
 import { cleanMemberName, readTar } from '../tar/index.js'
 import { DOCKER } from './layer.js'
 import type { BlobSource, LayerDescriptor, RemoteBlob, SourceBlob } from './destination.js'
 
-const BLOB_NAME = /^blobs\/sha256\/([0-9a-f]{64})$/
 const LEGACY_LAYER = /(^|\/)layer\.tar$/
 
 /** The blobs a source gives for `wanted`: its own order where it has one, else one by one. */
@@ -58,12 +58,8 @@ export function daemonBlobs(image: string | null, info: DaemonInfo): BlobSource 
       for await (const m of readTar(save.stdout)) {
         if (m.type !== '0') continue
         const name = cleanMemberName(m.name).toString('latin1')
-        const named = BLOB_NAME.exec(name)
-        let digest: string | null = null
-        if (named) {
-          digest = `sha256:${named[1]}`
-          if (!want.has(digest)) continue
-        } else if (!LEGACY_LAYER.test(name)) continue
+        const digest = digestInName(name)
+        if (digest ? !want.has(digest) : !LEGACY_LAYER.test(name)) continue
         yield { digest, size: m.size, stream: Readable.from(m.body(), { objectMode: false }) }
       }
       await finished(save)

@@ -7,7 +7,7 @@
  * the number of paths, never with content.
  */
 import { DflattenError } from '../../errors.js'
-import { MEDIA_TYPES, type LayerDescriptor } from '../../image-archive.js'
+import { digestInName, MEDIA_TYPES, type LayerDescriptor } from '../../image-archive.js'
 import { cleanMemberName, readTar, TarParser, type TarHeader, type TarSink } from '../../tar/index.js'
 import { WHITEOUT_PREFIX } from '../../whiteout.js'
 import { FileDigest } from './digest.js'
@@ -119,12 +119,6 @@ async function indexBlob(body: AsyncIterable<Buffer>, gzip: boolean, hashBlob: b
   }
   parser.finish()
   return { kept: index.kept.seal(), size, tarSize: size }
-}
-
-/** The digest an OCI layout's blob name is (`blobs/sha256/HEX`), or null. */
-export function digestInName(name: string): string | null {
-  const m = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)
-  return m ? `sha256:${m[1]}` : null
 }
 
 /** Pass 1: index a `docker save` stream, keeping entries of the layers whose diff ids are in `keep`. */

@@ -208,7 +208,8 @@ export function mergeLayers(layers: Array<{ layer: SavedLayer; entries: Iterable
         n.opaque = true
         continue
       }
-      if (base && !base.has(d.path.toString('latin1')) && !base.hasUnder(d.path.toString('latin1'))) {
+      const path = d.path.toString('latin1')
+      if (base && !base.has(path) && !base.hasUnder(path)) {
         // The base has nothing there, and what the layers below had is not merged: nothing to
         // delete, in the result or for the layers above.
         if (n.parent?.kids instanceof Map && n.parent.kids.get(n.name) === n) n.parent.kids.delete(n.name)
